@@ -1,0 +1,277 @@
+"""The reward protocol that every reward in robo_reward speaks.
+
+A reward takes a *batch* of transitions (one row per vector env, or any set of stored transitions) and
+returns one float per row. Terminated and truncated are separate flags everywhere: potential-based shaping
+(Ng et al., 1999) and every bootstrapping learner need to tell a true terminal state from a time limit, which
+a single ``done`` flag cannot (the pitfall of imitation's ``RewardFn``).
+
+Lifecycle, as the adapters in :mod:`robo_reward.wrappers` and :mod:`robo_reward.sb3` drive it:
+
+1. ``bind(observation_space, action_space, num_envs)`` once at wrap time: check the spaces, size per-env state.
+2. ``set_discount(gamma)`` once the learner is known (potential shaping must use the learner's gamma).
+3. ``reset(obs, env_mask)`` when episodes begin in the masked envs.
+4. ``evaluate(batch)`` (or ``batch -> __call__``) once per vector step for all envs.
+5. ``update(batch)`` every ``update_every`` vector steps, for rewards that learn online.
+6. ``relabel(batch)`` to recompute rewards of stored, out-of-order transitions (replay-buffer relabelling).
+7. ``state_dict()`` / ``load_state_dict()`` to save and load with the run.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, NamedTuple, TypeAlias
+
+import gymnasium as gym
+import numpy as np
+
+Obs: TypeAlias = np.ndarray | dict[str, np.ndarray]
+
+
+def _take(obs: Obs, idx: np.ndarray | slice) -> Obs:
+    if isinstance(obs, dict):
+        return {k: v[idx] for k, v in obs.items()}
+    return obs[idx]
+
+
+def _concat(parts: Sequence[Obs]) -> Obs:
+    if isinstance(parts[0], dict):
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}  # type: ignore[index]
+    return np.concatenate(parts)  # type: ignore[arg-type]
+
+
+def obs_len(obs: Obs) -> int:
+    """Number of rows in a batched observation (array or dict of arrays)."""
+    if isinstance(obs, dict):
+        return len(next(iter(obs.values())))
+    return len(obs)
+
+
+@dataclass(frozen=True)
+class TransitionBatch:
+    """A batch of transitions ``(s, a, s', r_ext, terminated, truncated, info)``, one row each.
+
+    ``next_obs`` is always the true successor: at an episode end it is the final observation (SB3's
+    ``info["terminal_observation"]``, Gymnasium's ``info["final_obs"]``), never the reset observation.
+    ``env_ids`` says which vector env each row came from, so stateful rewards can index their per-env state
+    when only some envs carry a transition (Gymnasium NEXT_STEP autoreset steps are left out).
+
+    >>> b = TransitionBatch(obs=np.zeros((2, 3)), action=np.zeros((2, 1)), next_obs=np.ones((2, 3)),
+    ...                     reward=np.zeros(2), terminated=np.array([True, False]),
+    ...                     truncated=np.array([False, True]))
+    >>> b.num, b.done.tolist(), b.env_ids.tolist()
+    (2, [True, True], [0, 1])
+    """
+
+    obs: Obs
+    action: np.ndarray
+    next_obs: Obs
+    reward: np.ndarray
+    terminated: np.ndarray
+    truncated: np.ndarray
+    infos: Sequence[Mapping[str, Any]] = ()
+    env_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+
+    def __post_init__(self) -> None:
+        n = len(self.reward)
+        if self.env_ids is None:
+            object.__setattr__(self, "env_ids", np.arange(n))
+        for name in ("action", "terminated", "truncated", "env_ids"):
+            if len(getattr(self, name)) != n:
+                raise ValueError(
+                    f"TransitionBatch.{name} has {len(getattr(self, name))} rows but reward has {n}; "
+                    "every field must be batched over the same rows"
+                )
+        for name in ("obs", "next_obs"):
+            if obs_len(getattr(self, name)) != n:
+                raise ValueError(f"TransitionBatch.{name} has {obs_len(getattr(self, name))} rows, expected {n}")
+
+    @property
+    def num(self) -> int:
+        return len(self.reward)
+
+    @property
+    def done(self) -> np.ndarray:
+        return np.logical_or(self.terminated, self.truncated)
+
+    def select(self, idx: np.ndarray) -> TransitionBatch:
+        """Rows ``idx`` (an index array or a boolean mask) as a new batch."""
+        idx = np.flatnonzero(idx) if idx.dtype == bool else idx
+        infos = [self.infos[i] for i in idx] if self.infos else ()
+        return TransitionBatch(
+            obs=_take(self.obs, idx), action=self.action[idx], next_obs=_take(self.next_obs, idx),
+            reward=self.reward[idx], terminated=self.terminated[idx], truncated=self.truncated[idx],
+            infos=infos, env_ids=self.env_ids[idx],
+        )
+
+    def with_reward(self, reward: np.ndarray) -> TransitionBatch:
+        return replace(self, reward=reward)
+
+    @staticmethod
+    def concat(batches: Sequence[TransitionBatch]) -> TransitionBatch:
+        """Stack batches row-wise in order; per-env time order is kept (use ``env_ids`` to split by env)."""
+        if not batches:
+            raise ValueError("TransitionBatch.concat needs at least one batch")
+        infos: list[Mapping[str, Any]] = []
+        for b in batches:
+            infos.extend(b.infos or [{}] * b.num)
+        return TransitionBatch(
+            obs=_concat([b.obs for b in batches]), action=np.concatenate([b.action for b in batches]),
+            next_obs=_concat([b.next_obs for b in batches]), reward=np.concatenate([b.reward for b in batches]),
+            terminated=np.concatenate([b.terminated for b in batches]),
+            truncated=np.concatenate([b.truncated for b in batches]), infos=infos,
+            env_ids=np.concatenate([b.env_ids for b in batches]),
+        )
+
+
+class RewardOutput(NamedTuple):
+    """What a reward pays (``total``, one float per row) and its named parts, for logging.
+
+    ``terms`` maps a term name to one float per row; the adapters write each into ``info["reward/<name>"]``.
+    """
+
+    total: np.ndarray
+    terms: dict[str, np.ndarray]
+
+
+class RewardError(RuntimeError):
+    """A reward produced something unusable (NaN/inf, wrong shape); the message names the term."""
+
+
+class Reward(abc.ABC):
+    """Base class of every reward term.
+
+    Subclasses implement :meth:`__call__` (one float per row); composite or instrumented rewards override
+    :meth:`evaluate` to report their parts. Class attributes describe what the adapters may do:
+
+    * ``stateless``: the value depends on the transition alone, so a replay buffer may recompute it for any
+      stored transition (:meth:`relabel`). Stateful rewards (progress integrators, episodic counters) set False.
+    * ``update_every``: vector steps between :meth:`update` calls (``None``: the reward never learns online).
+    * ``needs_infos``: reads ``batch.infos``; such rewards cannot be recomputed from a replay buffer.
+    """
+
+    name: str = "reward"
+    stateless: bool = True
+    update_every: int | None = None
+    needs_infos: bool = False
+
+    observation_space: gym.Space | None = None
+    action_space: gym.Space | None = None
+    num_envs: int = 0
+    gamma: float | None = None
+    spec: Mapping[str, Any] | None = None  # set by robo_reward.registry.make_reward: {"name":..., "kwargs":...}
+
+    # -- lifecycle ---------------------------------------------------------------------------------------
+    def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
+        """Attach to an env's spaces. Override :meth:`check_spaces` to reject spaces the reward cannot use."""
+        self.check_spaces(observation_space, action_space)
+        self.observation_space, self.action_space, self.num_envs = observation_space, action_space, num_envs
+        for child in self.children():
+            child.bind(observation_space, action_space, num_envs)
+
+    def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        """Raise :class:`SpaceMismatchError` if this reward cannot read these spaces."""
+
+    def set_discount(self, gamma: float) -> None:
+        """Receive the learner's discount. Terms that depend on it check for a mismatch."""
+        self.gamma = gamma
+        for child in self.children():
+            child.set_discount(gamma)
+
+    def reset(self, obs: Obs, env_mask: np.ndarray) -> None:
+        """Episodes begin in the envs where ``env_mask`` is True; ``obs`` holds every env's current observation."""
+        for child in self.children():
+            child.reset(obs, env_mask)
+
+    @abc.abstractmethod
+    def __call__(self, batch: TransitionBatch) -> np.ndarray:
+        """One float per row of ``batch``."""
+
+    def evaluate(self, batch: TransitionBatch) -> RewardOutput:
+        """The total and its named parts. The default reports the reward itself under ``self.name``."""
+        total = np.asarray(self(batch), dtype=np.float64)
+        return RewardOutput(total, {self.name: total})
+
+    def update(self, batch: TransitionBatch) -> dict[str, float]:
+        """Learn from the transitions collected since the last update; returns metrics to log."""
+        metrics: dict[str, float] = {}
+        for child in self.children():
+            if child.wants_update:
+                metrics.update({f"{child.name}/{k}": v for k, v in child.update(batch).items()})
+        return metrics
+
+    @property
+    def wants_update(self) -> bool:
+        return self.update_every is not None or any(c.wants_update for c in self.children())
+
+    def relabel(self, batch: TransitionBatch) -> np.ndarray:
+        """Recompute rewards for stored transitions in any order (replay relabelling, historical patching)."""
+        if not self.stateless or self.needs_infos:
+            why = "keeps per-episode state" if not self.stateless else "reads step infos, which buffers do not keep"
+            raise RewardError(
+                f"reward term '{self.name}' ({type(self).__name__}) {why}, so it cannot be recomputed for "
+                "stored transitions; use it through a VecEnv wrapper, or relabel with a stateless reward"
+            )
+        return self(batch)
+
+    # -- composition and persistence ---------------------------------------------------------------------
+    def children(self) -> Iterable[Reward]:
+        """Sub-rewards of a composite, so lifecycle calls reach them."""
+        return ()
+
+    def walk(self) -> Iterator[Reward]:
+        yield self
+        for child in self.children():
+            yield from child.walk()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything learned or accumulated that a resumed run needs (nested dicts of arrays/tensors)."""
+        return {f"child{i}": c.state_dict() for i, c in enumerate(self.children())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        kids = list(self.children())
+        expected = {f"child{i}" for i in range(len(kids))}
+        if set(state) - expected:
+            raise RewardError(
+                f"checkpoint for '{self.name}' has entries {sorted(set(state) - expected)} this reward does not "
+                f"have (expected {sorted(expected)}); was it saved from a different reward configuration?"
+            )
+        for i, c in enumerate(kids):
+            c.load_state_dict(state.get(f"child{i}", {}))
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"
+
+
+class SpaceMismatchError(ValueError):
+    """A reward was wrapped around an env whose spaces it cannot read."""
+
+
+def check_finite(output: RewardOutput, where: str = "") -> None:
+    """Raise :class:`RewardError` naming the offending term if any value is NaN or infinite."""
+    if np.isfinite(output.total).all():
+        return
+    bad = [name for name, v in output.terms.items() if not np.isfinite(v).all()] or ["<total>"]
+    rows = np.flatnonzero(~np.isfinite(output.total)).tolist()
+    raise RewardError(
+        f"reward term(s) {bad} returned NaN or inf{where} for env rows {rows}: "
+        f"values {output.total[rows].tolist()}; check the term's inputs (observation scale, model weights)"
+    )
+
+
+class FunctionReward(Reward):
+    """Wraps a batched function ``f(batch) -> (n,) array`` as a stateless reward.
+
+    >>> r = FunctionReward(lambda b: -np.linalg.norm(b.next_obs, axis=1), name="dist")
+    >>> b = TransitionBatch(np.zeros((2, 2)), np.zeros((2, 1)), np.array([[3., 4.], [0., 0.]]),
+    ...                     np.zeros(2), np.zeros(2, bool), np.zeros(2, bool))
+    >>> r(b).tolist()
+    [-5.0, -0.0]
+    """
+
+    def __init__(self, fn: Any, *, name: str = "function") -> None:
+        self.fn, self.name = fn, name
+
+    def __call__(self, batch: TransitionBatch) -> np.ndarray:
+        return np.asarray(self.fn(batch), dtype=np.float64)
