@@ -23,23 +23,32 @@ from robo_reward.protocol import FunctionReward, TransitionBatch
 from robo_reward.sb3 import RewardVecEnvWrapper
 
 
-class PerEnvMLPReward(MLPReward):
-    """The same MLP called once per env (the pattern the batched protocol replaces)."""
+class TorchMLPReward(MLPReward):
+    """The same MLP run by torch (eager, inference mode) instead of the numpy fast path."""
 
-    def forward(self, batch: TransitionBatch) -> torch.Tensor:
+    def infer(self, batch: TransitionBatch) -> np.ndarray:
+        with torch.inference_mode():
+            return self.forward(batch).numpy().astype(np.float64)
+
+
+class PerEnvMLPReward(MLPReward):
+    """The same MLP called once per env in torch (the pattern the batched protocol replaces)."""
+
+    def infer(self, batch: TransitionBatch) -> np.ndarray:
         assert self.module is not None
         feats = self.features(batch)
-        return torch.cat([self.module(as_tensor(feats[i : i + 1])).squeeze(-1) for i in range(batch.num)])
+        with torch.inference_mode():
+            return np.array([self.module(as_tensor(feats[i : i + 1])).item() for i in range(batch.num)])
 
 
-def _venv(mode: str, env_id: str, n_envs: int) -> VecEnv:
+def _venv(mode: str, env_id: str, n_envs: int, hidden: tuple[int, ...]) -> VecEnv:
     venv = make_vec_env(env_id, n_envs=n_envs, seed=0)
     if mode == "raw":
         return venv
     if mode == "numpy":
         return RewardVecEnvWrapper(venv, FunctionReward(lambda b: -np.square(b.action).sum(1), label="ctrl"))
-    reward = MLPReward(hidden=(256, 256)) if mode == "batched_mlp" else PerEnvMLPReward(hidden=(256, 256))
-    return RewardVecEnvWrapper(venv, reward)
+    models = {"batched_mlp": MLPReward, "batched_mlp_torch": TorchMLPReward, "per_env_mlp": PerEnvMLPReward}
+    return RewardVecEnvWrapper(venv, models[mode](hidden=hidden))
 
 
 def _steps_per_second(venv: VecEnv, steps: int) -> float:
@@ -55,13 +64,13 @@ def _steps_per_second(venv: VecEnv, steps: int) -> float:
 
 
 def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), steps: int = 2000,
-             repeats: int = 3, out: str | Path | None = None) -> pd.DataFrame:
+             repeats: int = 3, hidden: tuple[int, ...] = (64, 64), out: str | Path | None = None) -> pd.DataFrame:
     """Measure every mode at every env count; returns (and writes as CSV/markdown) steps/s and ratios to raw."""
     torch.set_num_threads(1)
-    modes = ("raw", "numpy", "batched_mlp", "per_env_mlp")
+    modes = ("raw", "numpy", "batched_mlp", "batched_mlp_torch", "per_env_mlp")
     rows = []
     for n in n_envs:
-        venvs = {m: _venv(m, env_id, n) for m in modes}
+        venvs = {m: _venv(m, env_id, n, hidden) for m in modes}
         for m in modes:
             _steps_per_second(venvs[m], 100)
         rates: dict[str, list[float]] = {m: [] for m in modes}
@@ -79,7 +88,7 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "perf.csv", index=False)
-        lines = [f"# Reward-path speed on {env_id} ({gym.__name__} {gym.__version__}, torch threads 1)", "",
+        lines = [f"# Reward-path speed on {env_id} (MLP hidden {list(hidden)}, torch threads 1)", "",
                  "| n_envs | mode | env steps/s | ratio to raw |", "|---|---|---|---|"]
         lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_raw:.2f} |" for r in table.itertuples()]
         (out / "perf.md").write_text("\n".join(lines) + "\n")

@@ -29,6 +29,7 @@ from robo_reward.evaluator import RewardEvaluator
 from robo_reward.protocol import Obs, Reward, TransitionBatch
 
 ORIGINAL_REWARD = "original_env_rew"
+ended_none = np.zeros(0, dtype=np.int64)
 
 
 class RewardVecEnvWrapper(VecEnvWrapper):
@@ -81,23 +82,24 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
-        ended = np.flatnonzero(dones)
+        any_done = bool(dones.any())
+        ended = np.flatnonzero(dones) if any_done else ended_none
         truncated = np.zeros(self.num_envs, dtype=bool)
         next_obs = obs
-        if ended.size:
+        if any_done:
             truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
             next_obs = _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
         batch = TransitionBatch(
             obs=self._obs, action=self._actions, next_obs=next_obs, reward=rewards.astype(np.float64),
-            terminated=np.logical_and(dones, ~truncated), truncated=truncated, infos=infos,
+            terminated=dones & ~truncated if any_done else truncated, truncated=truncated, infos=infos,
         )
         out = self.evaluator.step(batch)
-        names = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        columns = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        columns.append((ORIGINAL_REWARD, rewards.tolist()))
         for i, info in enumerate(infos):
-            info[ORIGINAL_REWARD] = float(rewards[i])
-            for key, values in names:
+            for key, values in columns:
                 info[key] = values[i]
-        if ended.size:
+        if any_done:
             self.evaluator.reset(obs, dones.astype(bool))
         self._obs = obs
         return obs, out.total.astype(np.float32), dones, infos
