@@ -7,14 +7,17 @@ Conventions (those of OpenCV, so keypoint and VLM code can use them unchanged):
   ``image[round(v), round(u)]`` is the pixel a point projects into;
 - depth: distance along the optical axis (z in the camera frame), in metres, as MuJoCo's depth buffer gives it.
 
-Headless rendering uses EGL (``MUJOCO_GL=egl``, set by ``robo_reward.envs`` when unset before MuJoCo loads);
-``MUJOCO_GL=osmesa`` needs Debian's ``libosmesa6``. A :class:`SceneRenderer` holds one GL context and renders
+Headless rendering uses EGL (``MUJOCO_GL=egl``, set by ``robo_reward.envs`` when unset before MuJoCo loads;
+if MuJoCo was imported first with the variable unset and there is no display, the first renderer switches
+MuJoCo's offscreen backend to EGL); ``MUJOCO_GL=osmesa`` needs Debian's ``libosmesa6``. A :class:`SceneRenderer` holds one GL context and renders
 every camera of an observation through it (cheaper than one context per camera: no context switches); close it
 explicitly (the envs do in ``close()``), since an EGL context freed at interpreter exit prints EGL errors.
 """
 
 from __future__ import annotations
 
+import importlib
+import os
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -121,6 +124,19 @@ def _camera_id(model: mujoco.MjModel, camera: str) -> int:
     return cam_id
 
 
+def _ensure_headless_backend() -> None:
+    """Switch MuJoCo to EGL if it was imported with ``MUJOCO_GL`` unset on a machine without a display.
+
+    MuJoCo picks its GL backend once, when ``mujoco`` is imported; unset, that is GLFW, which needs a display.
+    Re-importing its ``gl_context`` module with ``MUJOCO_GL=egl`` makes new renderers use EGL.
+    """
+    from mujoco.rendering.classic import gl_context
+
+    if getattr(gl_context, "_MUJOCO_GL", None) == "" and not os.environ.get("DISPLAY"):
+        os.environ["MUJOCO_GL"] = "egl"
+        importlib.reload(gl_context)
+
+
 class SceneRenderer:
     """RGB and depth images of several cameras at one size, through one reused GL context.
 
@@ -136,6 +152,7 @@ class SceneRenderer:
             )
         for cam in cameras:
             _camera_id(model, cam)
+        _ensure_headless_backend()
         self.model = model
         self.width, self.height = width, height
         self.cameras = tuple(cameras)

@@ -134,11 +134,13 @@ class PushExpert(ScriptedExpert):
     def _policy(self) -> np.ndarray:
         e = self.env
         grip, obj, pp = e.grip_pos, e.object_pos, e.push_point()
+        if self.phase == 0 and e.at_push_point():
+            self.phase = 1
         if self.phase == 0 or self._realign:
-            target = self._approach(grip, obj, pp)
             if np.linalg.norm(grip - pp) < 0.008:
-                self.phase, self._realign = 1, False
-            return self._move(target, CLOSE)
+                self._realign = False
+            else:
+                return self._move(self._approach(grip, obj, pp), CLOSE)
         u = e.goal[:2] - obj[:2]
         u = u / max(np.linalg.norm(u), 1e-9)
         n = np.array([-u[1], u[0]])
@@ -164,11 +166,12 @@ class PickPlaceExpert(ScriptedExpert):
 
     def __init__(self, env: gym.Env, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
-        self._grasp_steps = 0
+        self._closing = 0
+        self._squeezed = 0
 
     def reset(self) -> None:
         super().reset()
-        self._grasp_steps = 0
+        self._closing = self._squeezed = 0
 
     def _policy(self) -> np.ndarray:
         e = self.env
@@ -176,36 +179,42 @@ class PickPlaceExpert(ScriptedExpert):
         grasped = e.grasped()
         if self.phase >= 2 and not grasped and not e.on_pad():
             self.phase = 0
+        if self.phase == 0 and e.near_grasp_point():
+            self.phase, self._closing = 1, 0
+        if self.phase == 1 and grasped:
+            self.phase, self._squeezed = 2, 0
+        if self.phase == 2 and obj[2] >= e.lifted_z:
+            self.phase = 3
+        if self.phase == 3 and np.linalg.norm(obj[:2] - e.goal[:2]) <= e.goal_tolerance:
+            self.phase = 4
+
+        gp = e.grasp_point()
         if self.phase == 0:
-            gp = e.grasp_point()
-            err = grip - gp
-            if np.linalg.norm(err[:2]) < 0.005 and abs(err[2]) < 0.006:
-                self.phase, self._grasp_steps = 1, 0
-            else:
-                return self._move(self._over(gp, gp[2] + e.half + 0.03), OPEN)
-        carry_z = e.lifted_z + self.CARRY_ABOVE
+            return self._move(self._over(gp, gp[2] + e.half + 0.03), OPEN)
         if self.phase == 1:
-            self._grasp_steps += 1
-            if grasped and self._grasp_steps >= 3:
-                self.phase = 2
-            elif self._grasp_steps > 15:
-                self.phase = 0
-                return self._move(grip + np.array([0.0, 0.0, 0.02]), OPEN)
-            else:
+            err = grip - gp
+            if self._closing or (np.linalg.norm(err[:2]) < 0.005 and abs(err[2]) < 0.006):
+                self._closing += 1
+                if self._closing > 15:
+                    self.phase, self._closing = 0, 0
+                    return self._move(grip + np.array([0.0, 0.0, 0.02]), OPEN)
                 return self._move(grip, CLOSE)
+            return self._move(gp, OPEN)
         offset = grip - obj
+        carry_z = e.lifted_z + self.CARRY_ABOVE + offset[2]
         if self.phase == 2:
-            if obj[2] >= e.lifted_z:
-                self.phase = 3
-            else:
-                return self._move(np.array([grip[0], grip[1], carry_z + offset[2]]), CLOSE)
+            self._squeezed += 1
+            return self._move(grip if self._squeezed < 3 else np.array([grip[0], grip[1], carry_z]), CLOSE)
         if self.phase == 3:
-            if np.linalg.norm(obj[:2] - e.goal[:2]) < 0.005:
-                self.phase = 4
-            else:
-                return self._move(np.append(e.goal[:2] + offset[:2], carry_z + offset[2]), CLOSE)
+            return self._move(np.append(e.goal[:2] + offset[:2], carry_z), CLOSE)
         if obj[2] - e.rest_on_pad_z > 0.003:
-            return self._move(np.append(e.goal[:2] + offset[:2], e.rest_on_pad_z + offset[2] - 0.004), CLOSE)
+            over = e.goal[:2] + offset[:2]
+            z = (
+                e.rest_on_pad_z + offset[2] - 0.004
+                if np.linalg.norm(obj[:2] - e.goal[:2]) < 0.006
+                else grip[2]
+            )
+            return self._move(np.append(over, z), CLOSE)
         return self._move(grip, OPEN)
 
 

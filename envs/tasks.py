@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from robo_reward.envs.scene import COLOURS, FINGERTIP_BELOW_GRIP, SceneConfig, resolve_colour
+from robo_reward.envs.scene import COLOURS, FINGER_OPEN, FINGERTIP_BELOW_GRIP, SceneConfig, resolve_colour
 from robo_reward.envs.tabletop import TabletopEnv, TaskStatus
 
 F_MAX = 0.99
@@ -237,6 +237,10 @@ class PushEnv(_ObjectTask):
         xy = o[:2] - u * (self.half + self.PUSH_STANDOFF)
         return np.array([xy[0], xy[1], self.push_height()])
 
+    def at_push_point(self) -> bool:
+        """The grip point is within 2 cm of the push point (the ``push`` phase begins)."""
+        return bool(np.linalg.norm(self.grip_pos - self.push_point()) < 0.02)
+
     def push_height(self) -> float:
         return max(self.half, FINGERTIP_BELOW_GRIP + 0.004)
 
@@ -251,9 +255,9 @@ class PushEnv(_ObjectTask):
         if d_goal <= self.goal_tolerance and self.object_pos[2] < self.half + 0.01:
             return TaskStatus(True, False, 1, 1.0)
         f_push = _fraction(d_goal - self.goal_tolerance, self._d_goal0)
-        d_pp = float(np.linalg.norm(self.grip_pos - self.push_point()))
-        if d_pp < 0.02 or f_push > 0.1:
+        if self.at_push_point() or f_push > 0.1:
             return TaskStatus(False, False, 1, (1 + f_push) / 2)
+        d_pp = float(np.linalg.norm(self.grip_pos - self.push_point()))
         return TaskStatus(False, False, 0, _fraction(d_pp, self._d_push0) / 2)
 
 
@@ -295,6 +299,11 @@ class PickPlaceEnv(_ObjectTask):
         o = self.object_pos
         return np.array([o[0], o[1], max(o[2], FINGERTIP_BELOW_GRIP + 0.002)])
 
+    def near_grasp_point(self) -> bool:
+        """The grip point is within 1.5 cm of the grasp point in xy and in height (the ``grasp`` phase)."""
+        err = self.grip_pos - self.grasp_point()
+        return bool(np.linalg.norm(err[:2]) < 0.015 and abs(err[2]) < 0.015)
+
     def _episode_start(self) -> None:
         self._d_reach0 = float(np.linalg.norm(self.grip_pos - self.grasp_point()))
         self._d_carry0 = self._xy_to_goal() - self.goal_tolerance
@@ -321,13 +330,11 @@ class PickPlaceEnv(_ObjectTask):
             phase, f = 3, _fraction(d_goal - self.goal_tolerance, self._d_carry0)
         elif grasped:
             phase, f = 2, float(np.clip((z - self.half) / (self.lifted_z - self.half), 0.0, F_MAX))
+        elif self.near_grasp_point():
+            closed = (2 * FINGER_OPEN - self.finger_gap) / (2 * FINGER_OPEN - 2 * self.half)
+            phase, f = 1, float(np.clip(closed, 0.0, F_MAX))
         else:
-            err = self.grip_pos - self.grasp_point()
-            if np.linalg.norm(err[:2]) < 0.015 and abs(err[2]) < 0.015:
-                closed = (2 * 0.04 - self.finger_gap) / (2 * 0.04 - 2 * self.half)
-                phase, f = 1, float(np.clip(closed, 0.0, F_MAX))
-            else:
-                phase, f = 0, _fraction(float(np.linalg.norm(err)), self._d_reach0)
+            phase, f = 0, _fraction(float(np.linalg.norm(self.grip_pos - self.grasp_point())), self._d_reach0)
         return TaskStatus(False, False, phase, (phase + f) / len(self.PHASES))
 
 
