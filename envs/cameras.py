@@ -17,6 +17,7 @@ explicitly (the envs do in ``close()``), since an EGL context freed at interpret
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import weakref
 from collections.abc import Sequence
@@ -137,6 +138,18 @@ def _ensure_headless_backend() -> None:
         importlib.reload(gl_context)
 
 
+def _import_torch_compiler_first() -> None:
+    """Import ``torch._dynamo`` before the first EGL context exists, if torch is installed.
+
+    With the CUDA builds of torch (2.14 here), importing ``torch._dynamo`` for the first time *after* MuJoCo has
+    created an EGL context segfaults the process (it happens inside torch's CUDA bindings). Every torch
+    optimiser imports it on construction, so training any agent on a rendering env would crash. Importing it
+    first avoids the crash; without torch this does nothing.
+    """
+    if importlib.util.find_spec("torch") is not None:
+        importlib.import_module("torch._dynamo")
+
+
 class SceneRenderer:
     """RGB and depth images of several cameras at one size, through one reused GL context.
 
@@ -153,6 +166,7 @@ class SceneRenderer:
         for cam in cameras:
             _camera_id(model, cam)
         _ensure_headless_backend()
+        _import_torch_compiler_first()
         self.model = model
         self.width, self.height = width, height
         self.cameras = tuple(cameras)
