@@ -47,7 +47,7 @@ class PotentialShaping(Reward):
     ``gamma=None`` to take it from the agent (RewardCallback or ``set_discount``); a given gamma that differs from
     the agent's raises. Phi(s) is cached per env from the previous step, so Phi is evaluated once per step.
 
-    ``naive=True`` pays the plain difference Phi(s') - Phi(s) instead (gamma' = 1, no terminal rule). It adds
+    ``naive=True`` pays the plain difference Phi(s') - Phi(s) instead (gamma' = 1, same terminal rule). It adds
     (1 - gamma) Phi(s') per step to the potential-based term, pays for parking in high-potential states and is
     *not* policy-invariant: it exists for ablations (Robo-Dopamine's "semantic trap").
 
@@ -103,9 +103,8 @@ class PotentialShaping(Reward):
         return self.gamma
 
     def _shape(self, phi_s: np.ndarray, phi_next: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        if self.naive:
-            return phi_next - phi_s
-        return self._discount() * np.where(terminated, 0.0, phi_next) - phi_s
+        gamma = 1.0 if self.naive else self._discount()
+        return gamma * np.where(terminated, 0.0, phi_next) - phi_s
 
     def evaluate(self, batch: TransitionBatch) -> RewardOutput:
         phi_s = self._phi[batch.env_ids]

@@ -233,4 +233,7 @@ def test_naive_difference_flag() -> None:
 
     b = TransitionBatch(np.zeros((1, 2)), np.zeros((1, 1)), np.array([[0.5, 0.0]]), np.zeros(1),
                         terminated=np.array([True]), truncated=np.array([False]))
-    assert naive(b)[0] == pytest.approx(6.0 - 1.0)  # no discount, no terminal zeroing, no gamma needed
+    assert naive(b)[0] == pytest.approx(0.0 - 1.0)  # terminal rule kept, gamma' = 1, no learner gamma needed
+    b.terminated[:] = False
+    naive.reset(np.zeros((1, 2)), np.ones(1, bool))
+    assert naive(b)[0] == pytest.approx(6.0 - 1.0)
