@@ -199,8 +199,11 @@ def test_gamma_mismatch_raises() -> None:
 def test_space_without_cameras_is_refused() -> None:
     from robo_reward.protocol import SpaceMismatchError
 
+    learned = DopamineReward(cameras=CAMS, model=ConstantHop(0.0))
+    learned.potential.anchor_images = (np.zeros((4, 4, 3)),) * 2
     with pytest.raises(SpaceMismatchError, match=r"cameras \['front', 'wrist'\]"):
-        DopamineReward(cameras=CAMS).bind(gym.spaces.Box(-1, 1, (3,)), ACT, 1)
+        learned.bind(gym.spaces.Box(-1, 1, (3,)), ACT, 1)
+    DopamineReward(cameras=CAMS).bind(gym.spaces.Box(-1, 1, (3,)), ACT, 1)  # the oracle needs no images
 
 
 def parking_values(shaping: str, gamma: float = 0.99) -> np.ndarray:
@@ -283,3 +286,74 @@ def test_http_grm_request_and_parse_against_loopback_server() -> None:
     assert content[0]["type"] == "text" and "pick the cube" in content[0]["text"]
     images = [c for c in content if c["type"] == "image_url"]
     assert len(images) == 2 + 2 * len(CAMS) and images[0]["image_url"]["url"].startswith("data:image/png;base64,")
+
+
+def test_oracle_reward_in_a_pixel_vec_env_tracks_true_progress() -> None:
+    """PickPlace with the scripted expert through the SB3 adapter: Phi* equals the env's privileged progress,
+    and a vector step costs at most 3 batched model calls."""
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import robo_reward  # noqa: F401
+    from robo_reward.envs.experts import make_expert
+    from robo_reward.sb3 import RewardVecEnvWrapper
+
+    def make():
+        return gym.make("robo_reward/PickPlace-v0", obs_mode="state+pixels", cameras=CAMS, image_size=24)
+
+    venv = DummyVecEnv([make, make])
+    reward = DopamineReward(cameras=CAMS)
+    wrapped = RewardVecEnvWrapper(venv, reward)
+    reward.set_discount(0.99)
+    venv.seed(3)
+    wrapped.reset()
+    experts = [make_expert(e, seed=i) for i, e in enumerate(venv.envs)]
+    for e in experts:
+        e.reset()
+    steps = 0
+    for _ in range(60):
+        calls = reward.potential.calls
+        actions = np.stack([e.act().action for e in experts])
+        _, _, dones, infos = wrapped.step(actions)
+        assert reward.potential.calls - calls <= 3
+        for i, info in enumerate(infos):
+            progress = info["progress"]
+            assert info["reward/dopamine/phi"] == pytest.approx(progress, abs=1e-9)
+            if dones[i]:
+                experts[i].reset()
+        steps += 1
+    assert max(info["progress"] for info in infos) > 0
+    wrapped.close()
+
+
+@pytest.mark.slow
+def test_one_shot_adaptation_raises_voc_on_a_heldout_variant() -> None:
+    """A small GRM pretrained on two Push variants, adapted from ONE demo of a held-out variant (purple object
+    among distractors): VOC on other held-out demos rises, and the reversed videos get negative VOC."""
+    import copy
+
+    import torch
+
+    from robo_reward.envs.demos import collect_demos
+    from robo_reward.methods.dopamine.progress import LearnedGRM
+    from robo_reward.methods.dopamine.training import build_hop_dataset, train_grm, voc
+
+    torch.set_num_threads(1)
+
+    def demos(n, seed, **kw):
+        return collect_demos("robo_reward/Push-v0", episodes=n, pixels=True, cameras=CAMS, image_size=24, seed=seed,
+                             env_kwargs=kw)
+
+    train = demos(4, 0) + demos(4, 10, object_color="blue")
+    heldout = {"object_color": "purple", "num_distractors": 2}
+    reference, evaluation = demos(1, 100, **heldout)[0], demos(3, 200, **heldout)
+    rng = np.random.default_rng(0)
+    model = LearnedGRM(CAMS, image_size=24, seed=0)
+    train_grm(model, build_hop_dataset(train, [0] * len(train), CAMS, "front", rng, max_pairs=300), steps=200, seed=0)
+    start, goal = reference.frames("front")[0], reference.frames("front")[-1]
+    zero_shot = np.mean([voc(model, d, start, goal, np.random.default_rng(0)) for d in evaluation], axis=0)
+    adapted = copy.deepcopy(model)
+    train_grm(adapted, build_hop_dataset([reference], [0], CAMS, "front", rng, max_pairs=300), steps=100, lr=1e-4,
+              seed=1)
+    after = np.mean([voc(adapted, d, start, goal, np.random.default_rng(0)) for d in evaluation], axis=0)
+    assert after[0] > zero_shot[0]
+    assert after[1] < 0 and zero_shot[1] < 0

@@ -31,7 +31,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
 from robo_reward.methods.dopamine.progress import LearnedGRM
-from robo_reward.methods.dopamine.training import build_hop_dataset, save_grm, train_grm, voc
+from robo_reward.methods.dopamine.training import build_hop_dataset, hop_mse, save_grm, train_grm, voc
 
 
 class TrainConfig(BaseModel):
@@ -131,14 +131,18 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
 
     anchors = ref_demo.frames(cfg.anchor_camera)
     start, goal = anchors[0], anchors[-1]
+    eval_demos = load_demos(evaluation)
+    eval_pairs = build_hop_dataset(eval_demos, [0] * len(eval_demos), cfg.cameras, cfg.anchor_camera,
+                                   np.random.default_rng(cfg.seed + 7), max_pairs=200, swap_probability=0.0)
     rows = []
     for name, model in (("zero-shot", pretrained), ("adapted", adapted)):
-        scores = np.array([voc(model, d, start, goal, np.random.default_rng(cfg.seed))
-                           for d in load_demos(evaluation)])
+        scores = np.array([voc(model, d, start, goal, np.random.default_rng(cfg.seed)) for d in eval_demos])
         rows.append({"model": name, "voc_plus": float(scores[:, 0].mean()), "voc_minus": float(scores[:, 1].mean()),
-                     "demos": len(scores)})
-    lines = ["| GRM | voc+ (held-out demos) | voc- (reversed) | demos |", "|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['voc_plus']:.3f} | {r['voc_minus']:.3f} | {r['demos']} |" for r in rows]
+                     "hop_mse": hop_mse(model, eval_pairs), "demos": len(scores)})
+    lines = ["| GRM | voc+ (held-out demos) | voc- (reversed) | hop MSE (held-out pairs) | demos |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['voc_plus']:.3f} | {r['voc_minus']:.3f} | {r['hop_mse']:.4f} | {r['demos']} |"
+              for r in rows]
     (out / "voc.md").write_text("\n".join(lines) + "\n")
     (out / "voc.json").write_text(json.dumps(rows, indent=2))
     log("\n".join(lines))

@@ -78,7 +78,9 @@ class ProgressPotential(Potential):
         self.last: dict[str, np.ndarray] = {}
 
     def bind(self, observation_space: gym.Space, num_envs: int) -> None:
-        if not isinstance(observation_space, gym.spaces.Dict) or not set(self.model.cameras) <= set(observation_space):
+        if self.model.needs_privileged:
+            pass  # the oracle reads info["progress"], no images
+        elif not isinstance(observation_space, gym.spaces.Dict) or not set(self.model.cameras) <= set(observation_space):
             have = list(observation_space) if isinstance(observation_space, gym.spaces.Dict) else observation_space
             raise SpaceMismatchError(f"Dopamine's progress model reads cameras {list(self.model.cameras)} from a "
                                      f"Dict observation, the env gives {have}; use obs_mode='state+pixels' with "
@@ -100,8 +102,10 @@ class ProgressPotential(Potential):
         self._phi = np.zeros(num_envs)
 
     def _embed(self, obs: Obs, rows: np.ndarray | slice, progress: np.ndarray | None) -> np.ndarray:
-        views = {c: obs[c][rows] for c in self.model.cameras}  # type: ignore[index]
         self.calls += 1
+        if self.model.needs_privileged:
+            return self.model.embed_states({}, progress)
+        views = {c: obs[c][rows] for c in self.model.cameras}  # type: ignore[index]
         return self.model.embed_states(views, progress)
 
     def _store(self, cache: np.ndarray | None, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
@@ -166,6 +170,8 @@ class DopamineReward(Reward):
     :param cameras: the views of a state (the env must render them).
     :param reference: the demo whose first/last ``anchor_camera`` frames are the START/END anchors:
         ``{"dataset": <Minari id or folder>, "episode": 0}`` (not needed by the oracle).
+    :param scale: multiplies the dense part, i.e. the potential is ``scale * Phi*`` (still potential-based; the
+        paper's Phi* is in [0, 1], which over 100-step episodes gives PPO a faint signal next to r_gold).
     """
 
     name = "dopamine"
@@ -174,7 +180,7 @@ class DopamineReward(Reward):
     def __init__(self, *, model: ProgressModel | Mapping[str, Any] | None = None,
                  cameras: Sequence[str] = ("front", "wrist"), anchor_camera: str = "front",
                  modes: Sequence[str] = MODES, consistency: bool = False, shaping: str = "pbrs",
-                 gold: str = "threshold", threshold: float = 0.95, gold_reward: float = 1.0,
+                 gold: str = "threshold", threshold: float = 0.95, gold_reward: float = 1.0, scale: float = 1.0,
                  reference: Mapping[str, Any] | None = None, gamma: float | None = None,
                  label: str = "dopamine") -> None:
         from robo_reward.methods.dopamine.models import build_progress_model, reference_anchors
@@ -187,6 +193,7 @@ class DopamineReward(Reward):
         anchors = reference_anchors(reference, anchor_camera) if reference is not None else None
         self.potential = ProgressPotential(self.model, modes=modes, consistency=consistency, anchors=anchors)
         self.shaping_mode, self.gold, self.threshold, self.gold_reward = shaping, gold, threshold, gold_reward
+        self.scale = float(scale)
         self.shaping = PotentialShaping(self.potential, gamma=gamma, naive=shaping == "naive", label="shaping")
         self.needs_infos = self.model.needs_privileged or gold == "success"
         self.name = label
@@ -215,7 +222,7 @@ class DopamineReward(Reward):
         first = reached & ~self._paid[batch.env_ids]
         self._paid[batch.env_ids] |= reached
         gold = np.where(first, self.gold_reward, 0.0)
-        dense = phi if self.shaping_mode == "progress" else shaped.total
+        dense = self.scale * (phi if self.shaping_mode == "progress" else shaped.total)
         total = gold + dense
         terms = {self.name: total, f"{self.name}/gold": gold, f"{self.name}/shaping": dense,
                  f"{self.name}/phi": phi}

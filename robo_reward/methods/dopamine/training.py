@@ -172,6 +172,19 @@ def voc(model: ProgressModel, demo: Demo, start: np.ndarray, goal: np.ndarray,
     return results[0], results[1]
 
 
+def hop_mse(model: LearnedGRM, data: HopDataset, *, batch: int = 64) -> float:
+    """Mean squared error of the model's hops against the labels of ``data`` (no augmentation)."""
+    errors = []
+    for lo in range(0, len(data), batch):
+        idx = np.arange(lo, min(len(data), lo + batch))
+        start, goal, before, after = _batch(data, idx, model.cameras, model.anchor_camera)
+        pred = model.hop(model.embed_anchors(start), model.embed_anchors(goal),
+                         model.embed_states({c: before[:, k] for k, c in enumerate(model.cameras)}),
+                         model.embed_states({c: after[:, k] for k, c in enumerate(model.cameras)}))
+        errors.append((pred - data.label[idx]) ** 2)
+    return float(np.concatenate(errors).mean())
+
+
 def save_grm(model: LearnedGRM, path: str | os.PathLike[str]) -> Path:
     """Write a GRM checkpoint that :meth:`LearnedGRM.load` (and the reward's ``model.checkpoint``) reads."""
     state = model.state_dict()
