@@ -17,7 +17,9 @@ explicitly (the envs do in ``close()``), since an EGL context freed at interpret
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
+import sys
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -137,6 +139,21 @@ def _ensure_headless_backend() -> None:
         importlib.reload(gl_context)
 
 
+def _load_triton_before_mesa() -> None:
+    """Import triton (if installed) before the first GL context, so it can still load afterwards.
+
+    Mesa's software renderer (llvmpipe) puts its libLLVM into the process's global symbol namespace; triton,
+    which torch imports as soon as an optimizer is built (through ``torch._dynamo``), carries its own LLVM and
+    dies with a segmentation fault when it loads after Mesa's. Loaded first, both work.
+    """
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
+        importlib.import_module("triton")
+    except Exception:  # a broken triton must not stop rendering; torch then fails on its own terms
+        return
+
+
 class SceneRenderer:
     """RGB and depth images of several cameras at one size, through one reused GL context.
 
@@ -153,6 +170,7 @@ class SceneRenderer:
         for cam in cameras:
             _camera_id(model, cam)
         _ensure_headless_backend()
+        _load_triton_before_mesa()
         self.model = model
         self.width, self.height = width, height
         self.cameras = tuple(cameras)

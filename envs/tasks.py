@@ -81,7 +81,7 @@ class ReachEnv(TabletopEnv):
         return ["grip_pos", "goal_pos"]
 
     def _episode_start(self) -> None:
-        self._d0 = np.linalg.norm(self.goal - self.grip_pos) - self.goal_tolerance
+        self._d0 = float(np.linalg.norm(self.goal - self.grip_pos)) - self.goal_tolerance
 
     def _state_vector(self) -> np.ndarray:
         g = self.grip_pos
