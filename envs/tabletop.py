@@ -178,11 +178,10 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         grip = options.pop("grip_pos", None)
-        grip = (
-            self.np_random.uniform(self.grip_init_low, self.grip_init_high)
-            if grip is None
-            else np.asarray(grip)
-        )
+        if grip is None:
+            grip = self.np_random.uniform(self.grip_init_low, self.grip_init_high)
+        elif np.shape(grip) != (3,):
+            raise ValueError(f"reset option grip_pos={grip!r} must be an (x, y, z) position")
         d.qpos[self._hand_qpos] = grip - self._grip_home
         d.qpos[self._finger_qpos] = FINGER_OPEN
         d.ctrl[:3] = d.qpos[self._hand_qpos]
