@@ -151,6 +151,21 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
         self._view_renderer: SceneRenderer | None = None
         self.goal = np.zeros(3)
 
+    @classmethod
+    def state_index(cls, field: str) -> list[int]:
+        """Indices of one ``STATE_FIELDS`` entry in the state vector (e.g. for a goal-distance potential).
+
+        >>> from robo_reward.envs.tasks import ReachEnv, PushEnv
+        >>> ReachEnv.state_index("goal_rel"), PushEnv.state_index("goal_rel")
+        ([10, 11, 12], [26, 27, 28])
+        """
+        start = 0
+        for name, size in cls.STATE_FIELDS:
+            if name == field:
+                return list(range(start, start + size))
+            start += size
+        raise KeyError(f"{cls.__name__} has no state field {field!r}; fields: {[n for n, _ in cls.STATE_FIELDS]}")
+
     # ------------------------------------------------------------------ task hooks
     @abc.abstractmethod
     def _sample_task(self, rng: np.random.Generator, options: dict[str, Any]) -> None:
