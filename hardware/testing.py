@@ -1,0 +1,226 @@
+"""Run ROS 2 processes safely in tests and benchmarks: a loopback-only network namespace and a scenario runner.
+
+DDS discovery multicasts on the machine's real interfaces by default. Every rclpy process of a test or benchmark
+runs inside a fresh network namespace that has only ``lo`` (with multicast routed to it), so no packet can leave
+the machine (specs/hardware.md)::
+
+    unshare --net bash -c 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && CMD'
+
+:func:`run_scenario` (``python -m robo_reward.hardware.testing``) is what a test runs inside that namespace: it
+starts the fake robot and ``deploy`` as separate processes, plays an operator timeline (tell the robot to go
+silent or send malformed messages, request e-stop resets), stops the deployment with a signal, and leaves the
+robot's recording, the deployment log and the operator's timeline in one folder for the test to check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+NETNS_SETUP = "ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo"
+
+
+def loopback_command(argv: list[str]) -> list[str]:
+    """``argv`` wrapped to run in a new loopback-only network namespace."""
+    return ["unshare", "--net", "bash", "-c", f"{NETNS_SETUP} && exec {shlex.join(argv)}"]
+
+
+def network_interfaces() -> list[str]:
+    """Interfaces of this process's network namespace (``/proc/self/net/dev``; ``/sys/class/net`` shows the
+    namespace that mounted ``/sys``, not ours)."""
+    with open("/proc/self/net/dev") as fh:
+        return sorted(line.split(":")[0].strip() for line in fh.readlines()[2:])
+
+
+def only_loopback() -> bool:
+    """True inside a network namespace whose only interface is ``lo``."""
+    return network_interfaces() == ["lo"]
+
+
+@lru_cache(maxsize=1)
+def ros_unavailable_reason() -> str | None:
+    """Why ROS tests cannot run here (None if they can): rclpy missing, or no loopback namespace possible."""
+    missing = [m for m in ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs", "geometry_msgs")
+               if importlib.util.find_spec(m) is None]
+    if missing:
+        return f"ROS 2 Python packages {missing} are not installed (pip install robo-reward[ros2])"
+    for tool, pkg in (("unshare", "util-linux"), ("ip", "iproute2")):
+        if shutil.which(tool) is None:
+            return f"`{tool}` is not on PATH (apt-get install {pkg}); it is needed for a loopback-only namespace"
+    probe = subprocess.run(loopback_command(["cat", "/proc/self/net/dev"]), capture_output=True, text=True,
+                           timeout=20)
+    names = [line.split(":")[0].strip() for line in probe.stdout.splitlines()[2:]]
+    if probe.returncode != 0 or names != ["lo"]:
+        return ("cannot create a loopback-only network namespace (needs root or user namespaces): "
+                f"{probe.stderr.strip() or probe.stdout.strip()}")
+    return None
+
+
+def require_loopback() -> None:
+    """Refuse to start DDS traffic outside a loopback-only namespace (the harness's own guard)."""
+    if not only_loopback():
+        raise RuntimeError(f"refusing to run ROS test processes with network interfaces {network_interfaces()}"
+                           "; run this inside loopback_command([...]) so DDS stays on loopback")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The operator and the scenario runner (inside the namespace)
+
+
+class Operator:
+    """An rclpy node that plays the operator: controls the fake robot and asks the bridge to reset its e-stop."""
+
+    def __init__(self, reset_service: str, status_topic: str) -> None:
+        import rclpy
+        from rclpy.signals import SignalHandlerOptions
+        from robo_reward.hardware.fake_robot import CONTROL_TOPIC
+        from robo_reward.hardware.ros2 import qos
+        from std_msgs.msg import String
+        from std_srvs.srv import Trigger
+
+        self.context = rclpy.Context()
+        rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        self.node = rclpy.create_node("operator", context=self.context)
+        self.String, self.Trigger = String, Trigger
+        self.control = self.node.create_publisher(String, CONTROL_TOPIC, qos("reliable", 10))
+        self.reset_client = self.node.create_client(Trigger, reset_service)
+        self.statuses: list[tuple[float, str]] = []
+        self.node.create_subscription(String, status_topic,
+                                      lambda m: self.statuses.append((time.monotonic(), m.data)), qos("reliable", 10))
+        from rclpy.executors import SingleThreadedExecutor
+
+        self.executor = SingleThreadedExecutor(context=self.context)
+        self.executor.add_node(self.node)
+
+    def spin_for(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            self.executor.spin_once(timeout_sec=min(left, 0.01))
+
+    def wait_for_status(self, prefix: str, timeout: float) -> bool:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if any(text.startswith(prefix) for _, text in self.statuses):
+                return True
+            self.spin_for(0.01)
+        return False
+
+    def send_control(self, text: str) -> None:
+        self.control.publish(self.String(data=text))
+
+    def reset_estop(self, timeout: float = 2.0) -> str:
+        if not self.reset_client.wait_for_service(timeout_sec=timeout):
+            return "reset service not available"
+        future = self.reset_client.call_async(self.Trigger.Request())
+        end = time.monotonic() + timeout
+        while not future.done() and time.monotonic() < end:
+            self.spin_for(0.01)
+        return future.result().message if future.done() else "reset call timed out"
+
+    def close(self) -> None:
+        self.node.destroy_node()
+        self.context.shutdown()
+
+
+def _start(argv: list[str], log: Path) -> subprocess.Popen:
+    fh = log.open("w")
+    return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if text in log.read_text():
+            return
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args} exited ({proc.returncode}) before '{text}':\n{log.read_text()}")
+        time.sleep(0.02)
+    raise TimeoutError(f"no '{text}' from {proc.args} within {timeout} s:\n{log.read_text()}")
+
+
+def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], *, stop_signal: str = "SIGTERM",
+                 robot_args: list[str] | None = None, deploy_args: list[str] | None = None) -> dict[str, Any]:
+    """Fake robot + ``deploy`` + an operator timeline; returns (and writes ``out/operator.json``) what happened.
+
+    ``timeline`` holds ``[seconds_after_start, action]`` with action ``control:<text>`` (to the fake robot) or
+    ``reset`` (the e-stop reset service); the deployment is stopped with ``stop_signal`` after the last entry.
+    """
+    require_loopback()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    fake = _start([py, "-m", "robo_reward.hardware.fake_robot", "--robot", robot, "--record",
+                   str(out_dir / "robot.npz"), *(robot_args or [])], out_dir / "robot.log")
+    deploy = None
+    operator = None
+    events: list[tuple[float, str, str]] = []
+    try:
+        _wait_for_line(out_dir / "robot.log", "fake robot ready", fake, 60)
+        from robo_reward.hardware.profile import load_profile
+
+        profile = load_profile(robot)
+        operator = Operator(profile.topics.reset_service, profile.topics.status)
+        deploy = _start([py, "-m", "robo_reward.hardware.cli", "deploy", run_dir, "--robot", robot,
+                         "--log", str(out_dir / "deploy.jsonl"), *(deploy_args or [])], out_dir / "deploy.log")
+        if not operator.wait_for_status("running: deployment started", 120):
+            raise TimeoutError(f"deploy never started:\n{(out_dir / 'deploy.log').read_text()}")
+        t0 = time.monotonic()
+        events.append((t0, "start", ""))
+        for at, action in timeline:
+            operator.spin_for(max(0.0, t0 + float(at) - time.monotonic()))
+            now = time.monotonic()
+            if action.startswith("control:"):
+                operator.send_control(action.removeprefix("control:"))
+                events.append((now, action, ""))
+            elif action == "reset":
+                events.append((now, action, operator.reset_estop()))
+            else:
+                raise ValueError(f"unknown timeline action {action!r}; use control:<text> or reset")
+        events.append((time.monotonic(), "signal", stop_signal))
+        deploy.send_signal(getattr(signal, stop_signal))
+        deploy.wait(timeout=20)
+        operator.spin_for(0.2)
+    finally:
+        for proc in (deploy, fake):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+        if operator is not None:
+            operator.close()
+    result = {"events": events, "statuses": operator.statuses if operator else [],
+              "deploy_returncode": deploy.returncode if deploy else None, "robot_returncode": fake.returncode}
+    (out_dir / "operator.json").write_text(json.dumps(result))
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m robo_reward.hardware.testing", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run_dir")
+    parser.add_argument("--robot", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--timeline", default="[]", help='JSON list of [seconds, action], e.g. [[1.0, "reset"]]')
+    parser.add_argument("--stop-signal", default="SIGTERM", choices=["SIGINT", "SIGTERM"])
+    parser.add_argument("--robot-args", default="", help="extra fake robot arguments (one shell-quoted string)")
+    parser.add_argument("--deploy-args", default="", help="extra deploy arguments (one shell-quoted string)")
+    args = parser.parse_args(argv)
+    run_scenario(args.run_dir, args.robot, args.out, json.loads(args.timeline), stop_signal=args.stop_signal,
+                 robot_args=shlex.split(args.robot_args), deploy_args=shlex.split(args.deploy_args))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
