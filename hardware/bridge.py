@@ -200,11 +200,11 @@ class RobotBridge:
         self.transport.publish_command(self._command(values))
         return values
 
-    def stop(self, reason: str) -> None:
+    def stop(self, reason: str) -> np.ndarray | None:
         """Latch the e-stop with ``reason``, publish the stop command and an ``ESTOP:`` status line."""
         first = self.estop.trigger(reason)
         try:
-            self.hold()
+            return self.hold()
         finally:
             if first:
                 self.transport.publish_status(f"ESTOP: {reason}")

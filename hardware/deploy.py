@@ -120,8 +120,7 @@ class Deployment:
     def tick(self, now: float) -> dict[str, Any]:
         """Run one control tick at time ``now``; returns the record it logs."""
         bridge = self.bridge
-        index = self.clock.index
-        record: dict[str, Any] = {"tick": index, "t": now}
+        record: dict[str, Any] = {"tick": self.clock.index, "t": now, "t_wake": time.monotonic()}
         if bridge.transport.take_reset_request():
             refused = bridge.try_reset() if bridge.estop.latched else None
             record["reset"] = refused or "ok"
@@ -129,25 +128,32 @@ class Deployment:
                 bridge.transport.publish_status(f"ESTOP: reset refused: {refused}")
             else:
                 self._episode_start, self._previous = True, None
+        published: list[np.ndarray] = []
+        record["published"] = published
         if bridge.estop.latched:
-            record.update(status="estop", reason=bridge.estop.reason, command=bridge.hold())
+            held = bridge.hold()
+            published.extend([] if held is None else [held])
+            record.update(status="estop", reason=bridge.estop.reason)
             return record
         try:
             snap = bridge.snapshot(now)
             action = np.asarray(self.policy(snap.obs), dtype=np.float64)
             filtered = bridge.send(action)
+            record["t_sent"] = time.monotonic()
+            published.append(filtered.values)
             self.summary.commands += 1
-            record.update(status="running", stamps=snap.stamps, action=action, command=filtered.values,
+            record.update(status="running", stamps=snap.stamps, action=action,
                           executed_action=filtered.executed_action,
                           obs={k: v for k, v in (snap.obs.items() if isinstance(snap.obs, dict) else
                                                  [("obs", snap.obs)]) if v.ndim == 1})
             self._reward(snap, filtered.executed_action, record)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {exc}"
-            bridge.stop(reason)
+            stop = bridge.stop(reason)
+            published.extend([] if stop is None else [stop])
+            record.update(status="estop", reason=reason)
             self.summary.estops.append(reason)
             self._previous, self._episode_start = None, True
-            record.update(status="estop", reason=reason)
         return record
 
     def _reward(self, snap: Snapshot, executed: np.ndarray, record: dict[str, Any]) -> None:
