@@ -116,7 +116,7 @@ class _SpacesEnv(gym.Env):
         return self.observation_space.sample(), 0.0, False, False, {}
 
 
-def make_demo_run(run_dir: str | Path, profile: RobotProfile, *, seed: int = 0, action_gain: float = 40.0,
+def make_demo_run(run_dir: str | Path, profile: RobotProfile, *, seed: int = 0, action_gain: float = 300.0,
                   with_reward: bool = True) -> Path:
     """Write ``model.zip`` (PPO, seeded init, action head scaled by ``action_gain``) and ``reward.pt``."""
     import torch

@@ -73,6 +73,8 @@ class DeployLog:
                 return v.tolist()
             if isinstance(v, dict):
                 return {k: plain(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [plain(x) for x in v]
             if isinstance(v, np.generic):
                 return v.item()
             return v
@@ -136,7 +138,7 @@ class Deployment:
             record.update(status="estop", reason=bridge.estop.reason)
             return record
         try:
-            snap = bridge.snapshot(now)
+            snap = bridge.snapshot()  # ages measured now, not at the scheduled tick time
             action = np.asarray(self.policy(snap.obs), dtype=np.float64)
             filtered = bridge.send(action)
             record["t_sent"] = time.monotonic()
@@ -186,7 +188,7 @@ class Deployment:
         """
         old_handlers = self._install_signal_handlers()
         try:
-            self.bridge.wait_ready(wait_ready)
+            self._warm_up(self.bridge.wait_ready(wait_ready))
         except BaseException:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
@@ -213,6 +215,17 @@ class Deployment:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
         return self.summary
+
+    def _warm_up(self, snap: Snapshot) -> None:
+        """Run the policy and the reward once before the first tick (lazy initialisation in torch and SB3 takes
+        tens of milliseconds on the first call, which would make the first ticks late). Nothing is published."""
+        action = np.asarray(self.policy(snap.obs), dtype=np.float64).reshape(-1)
+        if self.reward is not None:
+            obs = _batch1(snap.obs)
+            self.reward.reset(obs, np.ones(1, bool))
+            batch = TransitionBatch(obs=obs, action=action[None], next_obs=obs, reward=np.zeros(1),
+                                    terminated=np.zeros(1, bool), truncated=np.zeros(1, bool))
+            self.reward.evaluate(batch)
 
     def _shutdown(self) -> None:
         try:

@@ -98,7 +98,7 @@ class FakeRobot:
         cmd = profile.command
         self.node.create_subscription(COMMAND_TYPES[cmd.interface], cmd.topic, self._on_command, qos("reliable", 10))
         self.node.create_subscription(Float64MultiArray, profile.topics.reward, self._on_reward, qos("reliable", 10))
-        self.node.create_subscription(String, profile.topics.status, self._on_status, qos("reliable", 10))
+        self.node.create_subscription(String, profile.topics.status, self._on_status, qos("latched", 20))
         self.node.create_subscription(String, CONTROL_TOPIC, self._on_control, qos("reliable", 10))
         self.period = 1.0 / rate_hz
         self.last_step = time.monotonic()

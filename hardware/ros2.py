@@ -24,7 +24,7 @@ try:
     import rclpy
     from geometry_msgs.msg import PoseStamped, Twist
     from rclpy.executors import SingleThreadedExecutor
-    from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
     from sensor_msgs.msg import Image, JointState
     from std_msgs.msg import Float64MultiArray, MultiArrayDimension, String
@@ -42,10 +42,13 @@ COMMAND_TYPES: dict[str, Any] = {"float64_multi_array": Float64MultiArray, "join
 
 
 def qos(policy: str, depth: int = 5) -> QoSProfile:
-    """Reliable (joint states, commands) or best-effort with depth 1 (camera streams)."""
+    """Reliable (joint states, commands), best-effort with depth 1 (camera streams), or ``latched``: reliable and
+    transient-local, so a late subscriber still gets the last ``depth`` messages (the status topic)."""
     if policy == "best_effort":
         return QoSProfile(depth=1, reliability=ReliabilityPolicy.BEST_EFFORT, history=HistoryPolicy.KEEP_LAST)
-    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
+    durability = DurabilityPolicy.TRANSIENT_LOCAL if policy == "latched" else DurabilityPolicy.VOLATILE
+    return QoSProfile(depth=depth, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST,
+                      durability=durability)
 
 
 def command_message(command: Command, stamp: Any = None) -> Any:
@@ -115,7 +118,7 @@ class Ros2Transport(Transport):
         cmd = profile.command
         self._cmd_pub = self.node.create_publisher(COMMAND_TYPES[cmd.interface], cmd.topic, qos("reliable", 10))
         self._reward_pub = self.node.create_publisher(Float64MultiArray, profile.topics.reward, qos("reliable", 10))
-        self._status_pub = self.node.create_publisher(String, profile.topics.status, qos("reliable", 10))
+        self._status_pub = self.node.create_publisher(String, profile.topics.status, qos("latched", 20))
         self.node.create_service(Trigger, profile.topics.reset_service, self._on_reset)
         self._executor = SingleThreadedExecutor(context=self.context)
         self._executor.add_node(self.node)

@@ -96,7 +96,8 @@ class Operator:
         self.reset_client = self.node.create_client(Trigger, reset_service)
         self.statuses: list[tuple[float, str]] = []
         self.node.create_subscription(String, status_topic,
-                                      lambda m: self.statuses.append((time.monotonic(), m.data)), qos("reliable", 10))
+                                      lambda m: self.statuses.append((time.monotonic(), m.data)),
+                                      qos("latched", 20))
         from rclpy.executors import SingleThreadedExecutor
 
         self.executor = SingleThreadedExecutor(context=self.context)

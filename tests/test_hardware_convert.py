@@ -4,17 +4,16 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from robo_reward.hardware.convert import (
     HeaderData,
     ImageData,
     JointStateData,
     MessageError,
     PoseStampedData,
+    action_to_command_values,
     array_to_image,
     command_from_message,
     command_values_to_action,
-    action_to_command_values,
     image_to_array,
     joint_state_to_array,
     make_command,

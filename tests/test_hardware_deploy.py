@@ -8,13 +8,13 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
-
 from robo_reward.hardware.bridge import RobotBridge, TickClock, observation_space
 from robo_reward.hardware.convert import JointStateData
 from robo_reward.hardware.deploy import Deployment
 from robo_reward.hardware.env import EStopLatched, RosRobotEnv
 from robo_reward.hardware.profile import parse_profile
 from robo_reward.hardware.transport import InMemoryTransport
+
 from robo_reward.protocol import TransitionBatch
 from robo_reward.registry import make_reward
 
