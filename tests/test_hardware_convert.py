@@ -108,7 +108,7 @@ def test_pose_frame_check():
     with pytest.raises(MessageError, match="frame 'base_link' but the policy expects frame 'world'"):
         pose_to_array(pose, "world")
     bad = PoseStampedData(orientation=(0.0, 0.0, 0.0, 2.0), header=HeaderData(frame_id="w"))
-    with pytest.raises(MessageError, match="norm 2.0000"):
+    with pytest.raises(MessageError, match=r"norm 2\.0000"):
         pose_to_array(bad, "w")
     ros_like = SimpleNamespace(header=SimpleNamespace(frame_id="w", stamp=SimpleNamespace(sec=1, nanosec=5)),
                                pose=SimpleNamespace(position=SimpleNamespace(x=1.0, y=0.0, z=0.0),

@@ -8,6 +8,7 @@ import time
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from robo_reward.hardware.bridge import RobotBridge, TickClock, observation_space
 from robo_reward.hardware.convert import JointStateData
 from robo_reward.hardware.deploy import Deployment
@@ -85,7 +86,7 @@ def test_loop_reorders_filters_and_publishes_reward():
         nxt = {key: np.asarray(v)[None] for key, v in recs[k]["obs"].items()}
         act = np.asarray(recs[k - 1]["executed_action"])[None]
         out = offline.evaluate(TransitionBatch(obs, act, nxt, np.zeros(1), np.zeros(1, bool), np.zeros(1, bool)))
-        tick, total, terms = rig.transport.rewards[k - 1]
+        _tick, total, terms = rig.transport.rewards[k - 1]
         assert total == pytest.approx(float(out.total[0]), abs=1e-12)
         assert terms["progress"] == pytest.approx(float(out.terms["progress"][0]), abs=1e-12)
         assert terms["action_cost"] == pytest.approx(-0.01 * np.square(act).sum())
@@ -143,7 +144,7 @@ def test_nan_reward_stops_the_robot():
     reward = make_reward("fake_robot_demo", image_key=None)
     rig = Rig(lambda obs: np.array([0.5, 0.5]), reward)
     rig.run(2)
-    with __import__("torch").no_grad():
+    with torch.no_grad():
         next(reward.net.parameters()).fill_(float("nan"))
     rec = rig.run(1)[0]
     assert rec["status"] == "estop" and "returned NaN or inf on the robot" in rec["reason"]
@@ -206,7 +207,7 @@ def test_ros_robot_env_steps_at_the_control_rate():
     assert time.monotonic() - t0 >= 9 * 0.005
     assert not terminated and not truncated and {"reward/progress", "reward/action_cost"} <= set(info)
     assert transport.commands[-1].values.tolist() == [1.0, -1.0]
-    obs, reward, terminated, truncated, info = env.step(np.array([np.nan, 0.0]))
+    obs, _, terminated, truncated, info = env.step(np.array([np.nan, 0.0]))
     assert truncated and not terminated and "non-finite action" in info["estop"]
     assert transport.commands[-1].values.tolist() == [0.0, 0.0]
     with pytest.raises(EStopLatched):

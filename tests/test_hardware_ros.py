@@ -9,6 +9,7 @@ what the robot process actually received.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -24,6 +25,7 @@ from robo_reward.protocol import TransitionBatch
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
+PROFILE = Path(__file__).parents[1] / "configs" / "robots" / "fake_arm7.yaml"
 RATE = 25.0
 PERIOD = 1.0 / RATE
 FAULTS = {  # control message -> what the e-stop reason must say
@@ -41,7 +43,7 @@ def timeline():
     for fault in FAULTS:
         events += [[t, f"control:{fault}"], [t + 0.4, "control:fault:none"], [t + 0.8, "reset"]]
         t += 1.5
-    return events + [[t, "control:resume"]]
+    return [*events, [t, "control:resume"]]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +52,7 @@ def scenario(tmp_path_factory):
     if reason:
         pytest.skip(f"ROS 2 scenario skipped: {reason}")
     root = tmp_path_factory.mktemp("ros")
-    data = yaml.safe_load(open("configs/robots/fake_arm7.yaml"))
+    data = yaml.safe_load(PROFILE.read_text())
     data["control_rate_hz"] = RATE
     (root / "robot.yaml").write_text(yaml.safe_dump(data))
     profile = load_profile(root / "robot.yaml")
