@@ -39,14 +39,10 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     import torch
     from robo_reward.hardware.bridge import RobotBridge, observation_space
     from robo_reward.hardware.deploy import DeployLog, Deployment
-    from robo_reward.hardware.policy import (
-        REWARD_FILE,
-        SB3Policy,
-        check_policy_fits,
-        find_policy_file,
-        load_reward_checkpoint,
-    )
+    from robo_reward.hardware.policy import SB3Policy, check_policy_fits, find_policy_file, find_reward_file
     from robo_reward.hardware.profile import load_profile
+
+    from robo_reward.checkpoint import load_reward
 
     torch.set_num_threads(args.torch_threads)
     profile = load_profile(args.robot)
@@ -58,17 +54,16 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
         raise ValueError(f"the policy's action space {policy.action_space} does not match the robot profile's "
                          f"{profile.action_dim} command values ({profile.command.interface})")
     reward = None
-    reward_path = None if args.reward == "none" else Path(args.reward or run_dir / REWARD_FILE)
+    reward_path = None if args.reward == "none" else (Path(args.reward) if args.reward else find_reward_file(run_dir))
     if reward_path is not None:
-        if reward_path.is_file():
-            reward = load_reward_checkpoint(reward_path)
-            reward.bind(robot_obs, policy.action_space, 1)
-            if policy.gamma is not None:
-                reward.set_discount(policy.gamma)
-        elif args.reward:
+        if not reward_path.is_file():
             raise FileNotFoundError(f"reward checkpoint {reward_path} does not exist")
-        else:
-            print(f"no {REWARD_FILE} in {run_dir}: deploying without a learned reward", file=sys.stderr)
+        reward = load_reward(reward_path)
+        reward.bind(robot_obs, policy.action_space, 1)  # refuses a reward trained on other observation shapes
+        if policy.gamma is not None:
+            reward.set_discount(policy.gamma)
+    elif args.reward != "none":
+        print(f"no reward.pt beside the policy in {run_dir}: deploying without a learned reward", file=sys.stderr)
     if transport is None:
         from robo_reward.hardware.ros2 import Ros2Transport
 

@@ -1,6 +1,6 @@
 """A demo run folder for the fake robot: an SB3 policy and a small learned reward with the robot's spaces.
 
-``make_demo_run`` writes what ``robo-reward train`` would (an SB3 ``model.zip`` and ``reward.pt``), so the
+``make_demo_run`` writes what a ``robo-reward train`` checkpoint holds (an SB3 zip and ``reward.pt``), so the
 deployment path can be exercised end to end on the fake robot without training: the policy's weights are its seeded
 initialisation with a gain on the action head, so its actions are large and state-dependent (which exercises the
 safety layer's clipping and rate limiting), and the reward is a seeded MLP. Nothing here is a trained result.
@@ -14,9 +14,9 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from robo_reward.hardware.bridge import observation_space
-from robo_reward.hardware.policy import save_reward_checkpoint
 from robo_reward.hardware.profile import RobotProfile
 
+from robo_reward.checkpoint import save_reward
 from robo_reward.protocol import Obs, Reward, RewardOutput, SpaceMismatchError, TransitionBatch
 from robo_reward.registry import make_reward
 
@@ -118,7 +118,7 @@ class _SpacesEnv(gym.Env):
 
 def make_demo_run(run_dir: str | Path, profile: RobotProfile, *, seed: int = 0, action_gain: float = 300.0,
                   with_reward: bool = True) -> Path:
-    """Write ``model.zip`` (PPO, seeded init, action head scaled by ``action_gain``) and ``reward.pt``."""
+    """Write ``agent.zip`` (PPO, seeded init, action head scaled by ``action_gain``) and ``reward.pt``."""
     import torch
     from stable_baselines3 import PPO
 
@@ -131,7 +131,7 @@ def make_demo_run(run_dir: str | Path, profile: RobotProfile, *, seed: int = 0, 
                 policy_kwargs={"net_arch": [32, 32]})
     with torch.no_grad():
         model.policy.action_net.weight.mul_(action_gain)
-    model.save(run_dir / "model.zip")
+    model.save(run_dir / "agent.zip")
     if with_reward:
         keys = list(obs_space.spaces) if isinstance(obs_space, gym.spaces.Dict) else []
         joint_key = next(k for k, o in profile.observations.items() if o.source == "joint_state")
@@ -140,5 +140,5 @@ def make_demo_run(run_dir: str | Path, profile: RobotProfile, *, seed: int = 0, 
             raise ValueError("the demo reward reads Dict observations; use observation_layout: dict")
         reward = make_reward("fake_robot_demo", joint_key=joint_key, image_key=image_key, seed=seed)
         reward.bind(obs_space, act_space, 1)
-        save_reward_checkpoint(reward, run_dir / "reward.pt")
+        save_reward(reward, run_dir / "reward.pt")
     return run_dir

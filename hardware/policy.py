@@ -2,22 +2,17 @@
 
 Run folders are written by ``robo-reward train`` (robo_reward.cli). The policy is rebuilt from the SB3 zip alone
 (policy class, its kwargs and the spaces are stored in it), so any SB3 or sb3-contrib algorithm loads without
-knowing which one trained it and without the optimiser or replay buffer. The reward is rebuilt from its registry
-spec and ``state_dict`` (``reward.pt``); it must speak the core protocol (:class:`robo_reward.protocol.Reward`).
+knowing which one trained it and without the optimiser or replay buffer. The reward checkpoint (``reward.pt``, spec +
+spaces + ``state_dict``) is read with the core's :func:`robo_reward.checkpoint.load_reward`.
 """
 
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import gymnasium as gym
 import numpy as np
-
-from robo_reward.protocol import Reward
-from robo_reward.registry import build_reward
 
 POLICY_FILES = ("agent.zip", "model.zip", "final_model.zip", "best_model.zip")
 REWARD_FILE = "reward.pt"
@@ -27,17 +22,34 @@ class RunFolderError(FileNotFoundError):
     """A run folder lacks what deployment needs, or holds something that does not fit the robot profile."""
 
 
+def checkpoint_folder(run_dir: Path) -> Path:
+    """The folder holding the agent and reward to deploy.
+
+    A ``robo-reward train`` run keeps them in ``checkpoints/step_N/``, with ``checkpoints/latest`` naming the newest
+    complete one; a folder that holds an agent zip itself (a checkpoint folder, or a hand-made one) is used as is.
+    """
+    pointer = run_dir / "checkpoints" / "latest"
+    if pointer.is_file():
+        folder = run_dir / "checkpoints" / pointer.read_text().strip()
+        if not folder.is_dir():
+            raise RunFolderError(f"{pointer} names {folder.name}, which does not exist; the run folder is damaged")
+        return folder
+    return run_dir
+
+
 def find_policy_file(run_dir: Path) -> Path:
-    """The SB3 zip of a run folder: one of :data:`POLICY_FILES`, else the only ``*.zip`` at its top level."""
+    """The SB3 zip of a run: one of :data:`POLICY_FILES` in :func:`checkpoint_folder`, else its only ``*.zip``."""
+    folder = checkpoint_folder(run_dir)
     for name in POLICY_FILES:
-        if (run_dir / name).is_file():
-            return run_dir / name
-    zips = sorted(run_dir.glob("*.zip"))
+        if (folder / name).is_file():
+            return folder / name
+    zips = sorted(folder.glob("*.zip"))
     if len(zips) == 1:
         return zips[0]
     raise RunFolderError(
-        f"no policy checkpoint in {run_dir}: expected one of {list(POLICY_FILES)} (an SB3 model.save zip); "
-        f"found {[p.name for p in zips] or 'no .zip files'}; pass --policy PATH to choose one"
+        f"no policy checkpoint in {folder}: expected checkpoints/latest (a robo-reward train run) or one of "
+        f"{list(POLICY_FILES)} (an SB3 model.save zip); found {[p.name for p in zips] or 'no .zip files'}; "
+        "pass --policy PATH to choose one"
     )
 
 
@@ -98,32 +110,7 @@ def check_policy_fits(policy_obs: gym.Space, robot_obs: gym.Space) -> None:
                                  f"gives {other}; fix the profile (joint list, image shape) or the run")
 
 
-def load_reward_checkpoint(path: str | Path, spec: Mapping[str, Any] | None = None) -> Reward:
-    """A learned reward from ``reward.pt``: ``{"spec": {"name": ..., "kwargs": ...}, "state_dict": ...}``.
-
-    ``spec`` overrides the one stored in the file (e.g. the ``reward`` section of the run's config).
-    """
-    import torch
-
-    blob = torch.load(Path(path), map_location="cpu", weights_only=False)
-    if not isinstance(blob, Mapping) or "state_dict" not in blob:
-        raise RunFolderError(f"{path} is not a reward checkpoint: expected a dict with 'spec' and 'state_dict'")
-    spec = spec if spec is not None else blob.get("spec")
-    if spec is None:
-        raise RunFolderError(f"{path} stores no reward spec; pass the reward's registry spec explicitly")
-    reward = build_reward(dict(spec))
-    reward.load_state_dict(blob["state_dict"])
-    return reward
-
-
-def save_reward_checkpoint(reward: Reward, path: str | Path) -> None:
-    """Write ``reward.pt`` in the format :func:`load_reward_checkpoint` reads (atomic: temp file, then rename)."""
-    import torch
-
-    if reward.spec is None:
-        raise ValueError(f"{reward!r} has no registry spec; build it with robo_reward.make_reward so it can be "
-                         "rebuilt at load time")
-    path = Path(path)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"spec": dict(reward.spec), "state_dict": reward.state_dict()}, tmp)
-    tmp.replace(path)
+def find_reward_file(run_dir: Path) -> Path | None:
+    """``reward.pt`` beside the deployed agent (written by the core's :func:`robo_reward.checkpoint.save_reward`)."""
+    path = checkpoint_folder(run_dir) / REWARD_FILE
+    return path if path.is_file() else None

@@ -4,6 +4,7 @@ import os
 import signal
 import threading
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -20,6 +21,7 @@ from robo_reward.protocol import TransitionBatch
 from robo_reward.registry import make_reward
 
 NAMES = ["a", "b"]
+ROBOTS = Path(__file__).parents[1] / "configs" / "robots"
 PERIOD = 0.125  # exact in binary, so the watchdog's thresholds are exact too
 
 
@@ -203,7 +205,7 @@ def test_ros_robot_env_steps_at_the_control_rate():
     assert set(obs) == {"joint_pos", "joint_vel"} and obs in env.observation_space
     t0 = time.monotonic()
     for _ in range(10):
-        obs, reward, terminated, truncated, info = env.step(np.array([1.0, -1.0]))
+        obs, _, terminated, truncated, info = env.step(np.array([1.0, -1.0]))
     assert time.monotonic() - t0 >= 9 * 0.005
     assert not terminated and not truncated and {"reward/progress", "reward/action_cost"} <= set(info)
     assert transport.commands[-1].values.tolist() == [1.0, -1.0]
@@ -217,3 +219,61 @@ def test_ros_robot_env_steps_at_the_control_rate():
     env.reset(options={"clear_estop": True})
     env.close()
     assert transport.commands[-1].values.tolist() == [0.0, 0.0]
+
+
+def _deploy_args(run_dir, robot, **kw):
+    import argparse
+
+    base = dict(run_dir=run_dir, robot=robot, policy=None, reward=None, log=None, duration=None, max_ticks=None,
+                wait=1.0, stochastic=False, torch_threads=1)
+    base.update(kw)
+    return argparse.Namespace(**base)
+
+
+@pytest.fixture(scope="module")
+def train_layout(tmp_path_factory):
+    """A run folder laid out as ``robo-reward train`` writes it: checkpoints/latest -> step_N/{agent.zip,reward.pt}."""
+    import yaml
+    from robo_reward.hardware.demo import make_demo_run
+
+    root = tmp_path_factory.mktemp("run")
+    data = yaml.safe_load((ROBOTS / "fake_arm7.yaml").read_text())
+    (root / "robot.yaml").write_text(yaml.safe_dump(data))
+    make_demo_run(root / "run" / "checkpoints" / "step_64", parse_profile(data), seed=1)
+    (root / "run" / "checkpoints" / "latest").write_text("step_64")
+    return root
+
+
+def test_build_deployment_from_a_train_run_folder(train_layout):
+    from robo_reward.hardware.cli import build_deployment
+    from robo_reward.hardware.policy import SB3Policy
+
+    dep = build_deployment(_deploy_args(train_layout / "run", train_layout / "robot.yaml"), InMemoryTransport())
+    assert isinstance(dep.policy, SB3Policy) and dep.policy.path.parent.name == "step_64"
+    assert dep.reward is not None and dep.reward.name == "fake_robot_demo" and dep.reward.gamma == 0.99
+    obs = observation_space(dep.bridge.profile).sample()
+    action = dep.policy(obs)
+    assert action.shape == (7,) and np.abs(action).max() <= 1.0
+    assert np.array_equal(action, dep.policy(obs))  # deterministic
+
+
+def test_build_deployment_names_what_does_not_fit(train_layout, tmp_path):
+    import yaml
+    from robo_reward.hardware.cli import build_deployment
+    from robo_reward.hardware.policy import RunFolderError
+
+    data = yaml.safe_load((train_layout / "robot.yaml").read_text())
+    data["observations"]["image"]["shape"] = [64, 64, 3]
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(RunFolderError, match=r"observation 'image': the policy expects shape \(3, 84, 84\)"):
+        build_deployment(_deploy_args(train_layout / "run", tmp_path / "small.yaml"), InMemoryTransport())
+    del data["observations"]["joint_vel"]
+    data["observations"]["image"]["shape"] = [84, 84, 3]
+    (tmp_path / "novel.yaml").write_text(yaml.safe_dump(data))
+    with pytest.raises(RunFolderError, match=r"keys \['image', 'joint_pos', 'joint_vel'\] but the robot profile"):
+        build_deployment(_deploy_args(train_layout / "run", tmp_path / "novel.yaml"), InMemoryTransport())
+    with pytest.raises(RunFolderError, match="no policy checkpoint"):
+        build_deployment(_deploy_args(tmp_path, train_layout / "robot.yaml"), InMemoryTransport())
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt does not exist"):
+        build_deployment(_deploy_args(train_layout / "run", train_layout / "robot.yaml", reward=str(tmp_path / "nope.pt")),
+                         InMemoryTransport())

@@ -1,6 +1,6 @@
 """The bridge across real processes over real ROS 2 (rclpy, Fast DDS), inside a loopback-only network namespace.
 
-One scenario runs once for the module (about 15 s): the fake robot node, ``deploy`` (policy + learned reward from
+One scenario runs once for the module (about 20 s): the fake robot node, ``deploy`` (policy + learned reward from
 a run folder) and an operator node, as three processes. The operator makes the robot go silent, sends each kind of
 malformed message, requests e-stop resets, and ends the deployment with SIGTERM. Each test checks one property on
 what the robot process actually received.
@@ -17,16 +17,16 @@ import pytest
 import yaml
 from robo_reward.hardware.bridge import observation_space
 from robo_reward.hardware.demo import make_demo_run
-from robo_reward.hardware.policy import load_reward_checkpoint
 from robo_reward.hardware.profile import load_profile
 from robo_reward.hardware.testing import loopback_command, ros_unavailable_reason
 
+from robo_reward.checkpoint import load_reward
 from robo_reward.protocol import TransitionBatch
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 PROFILE = Path(__file__).parents[1] / "configs" / "robots" / "fake_arm7.yaml"
-RATE = 25.0
+RATE = 10.0  # period-relative assertions; a slow rate keeps them robust on a shared 2-core CI machine
 PERIOD = 1.0 / RATE
 FAULTS = {  # control message -> what the e-stop reason must say
     "fault:missing_joint:joint3": "missing joint 'joint3'",
@@ -79,7 +79,7 @@ def control_time(s, text):
 def test_every_published_command_arrived_in_order(scenario):
     received = scenario["robot"]["cmd_values"]
     sent = np.array([c for c, _ in scenario["published"]])
-    assert len(sent) > 200
+    assert len(sent) > 80
     assert len(received) == len(sent) + 1  # + the stop sent on the way out
     np.testing.assert_array_equal(received[:-1], sent)
 
@@ -89,7 +89,7 @@ def test_joint_order(scenario):
     assert list(robot["msg_order"]) != names  # the robot publishes its joints in another order
     by_stamp = {int(s): i for i, s in enumerate(robot["js_stamp"])}
     running = [r for r in scenario["log"] if r["status"] == "running"]
-    assert len(running) > 100
+    assert len(running) > 40
     for r in running:
         i = by_stamp[r["stamps"]["joint_pos"]]
         np.testing.assert_array_equal(r["obs"]["joint_pos"], robot["js_pos"][i])
@@ -103,7 +103,7 @@ def test_received_commands_clipped_and_rate_limited(scenario):
     cmds = scenario["robot"]["cmd_values"]
     assert np.abs(cmds).max() <= 1.0 + 1e-12  # the velocity limit
     lower, upper = profile.joints.position_lowers, profile.joints.position_uppers
-    steps, braked = [], 0
+    steps = []
     previous = None
     for r in log:
         for c in map(np.asarray, r["published"]):
@@ -113,13 +113,12 @@ def test_received_commands_clipped_and_rate_limited(scenario):
                     c, np.minimum(0, (lower - q) / PERIOD))
                 step = np.abs(c - previous)
                 assert (step <= profile.command_max_delta()[0] + 1e-9).all() or guard[step > 0.1 + 1e-9].all()
-                braked += int((step > 0.1 + 1e-9).any())
                 steps.append(step.max())
             previous = c
     raw = np.array([np.asarray(r["action"]) * 1.5 for r in log if r["status"] == "running"])
     assert np.abs(raw).max() > 1.2, "the demo policy should ask for more than the limits allow"
     assert np.isclose(np.abs(cmds), 1.0).any(), "the velocity clip never bound"
-    assert np.isclose(steps, 0.1).sum() > 10, "the rate limit never bound"
+    assert np.isclose(steps, 0.1).sum() > 5, "the rate limit never bound"
 
 
 def test_watchdog_stop_within_three_periods(scenario):
@@ -158,7 +157,7 @@ def test_malformed_message_stops_with_clear_error(scenario, fault):
     window = (robot["cmd_time"] > estops[0][0]) & (robot["cmd_time"] < cleared + 0.3)
     assert window.sum() > 3 and not robot["cmd_values"][window].any()
     stop = robot["cmd_time"][(robot["cmd_time"] > start) & (np.abs(robot["cmd_values"]).max(axis=1) == 0)][0]
-    assert stop - start < 0.3
+    assert stop - start < 3 * PERIOD
 
 
 def test_sigterm_sends_a_final_stop(scenario):
@@ -169,7 +168,7 @@ def test_sigterm_sends_a_final_stop(scenario):
 
 def test_published_reward_equals_offline_reward(scenario):
     robot, log = scenario["robot"], scenario["log"]
-    reward = load_reward_checkpoint(scenario["root"] / "run" / "reward.pt")
+    reward = load_reward(scenario["root"] / "run" / "reward.pt")
     space = observation_space(scenario["profile"])
     reward.bind(space, gym.spaces.Box(-1, 1, (7,)), 1)
     js = {int(s): i for i, s in enumerate(robot["js_stamp"])}
@@ -196,7 +195,7 @@ def test_published_reward_equals_offline_reward(scenario):
     labels = str(robot["reward_labels"]).split(",")
     assert labels == ["tick", "total", "action_cost", "progress"]
     got = robot["reward_data"]
-    assert len(got) > 100 and len(got) == len(offline)
+    assert len(got) > 40 and len(got) == len(offline)
     for row in got:
         total, terms = offline[int(row[0])]
         assert row[1] == pytest.approx(total, rel=1e-9, abs=1e-12)
