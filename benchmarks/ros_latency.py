@@ -42,7 +42,7 @@ def one_run(seed: int, seconds: float, rate: float, work: Path) -> dict:
     (work / "robot.yaml").write_text(yaml.safe_dump(data))
     make_demo_run(work / "run", load_profile(work / "robot.yaml"), seed=seed)
     load_before = os.getloadavg()
-    cmd = loopback_command([sys.executable, "-m", "robo_reward.hardware.testing", str(work / "run"), "--robot",
+    cmd = loopback_command([sys.executable, "-m", "robo_reward.hardware.testing", "deploy", str(work / "run"), "--robot",
                             str(work / "robot.yaml"), "--out", str(work / "out"),
                             "--timeline", json.dumps([[seconds, "control:resume"]]),
                             "--robot-args", f"--rate 100 --camera-rate 30 --seed {seed}"])

@@ -43,7 +43,7 @@ def observation_space(profile: RobotProfile) -> gym.Space:
         else:
             spaces[key] = gym.spaces.Box(0, 255, tuple(obs.shape or ()), np.uint8)
     if profile.observation_layout == "concat":
-        size = sum(int(np.prod(s.shape)) for s in spaces.values())  # type: ignore[arg-type]
+        size = sum(int(np.prod(s.shape or ())) for s in spaces.values())
         return gym.spaces.Box(-np.inf, np.inf, (size,), np.float64)
     return gym.spaces.Dict(spaces)
 
@@ -159,10 +159,14 @@ class RobotBridge:
         stamps = {k: stamp_ns(s.msg) for k, s in latest.items() if s is not None}
         return Snapshot(obs, stamps, received, self.measured_position, now)
 
-    def wait_ready(self, timeout: float, poll: float = 0.01) -> Snapshot:
-        """Block until every observation has arrived and converts (the loop starts only then)."""
+    def wait_ready(self, timeout: float, poll: float = 0.01,
+                   should_stop: Callable[[], bool] | None = None) -> Snapshot | None:
+        """Block until every observation has arrived and converts (the loop starts only then).
+
+        Returns None if ``should_stop()`` turns True while waiting (e.g. Ctrl-C before the robot came up).
+        """
         end = self.clock() + timeout
-        while True:
+        while should_stop is None or not should_stop():
             try:
                 return self.snapshot()
             except (SafetyViolation, MessageError) as exc:
@@ -171,6 +175,7 @@ class RobotBridge:
                     raise TimeoutError(f"robot not ready after {timeout} s: {exc}; check that the robot publishes "
                                        f"the profile's topics {topics}") from exc
             time.sleep(poll)
+        return None
 
     # -- commands ------------------------------------------------------------------------------------------
     def send(self, action: np.ndarray) -> FilteredCommand:

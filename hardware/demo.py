@@ -130,7 +130,7 @@ def make_demo_run(run_dir: str | Path, profile: RobotProfile, *, seed: int = 0, 
     model = PPO(policy, _SpacesEnv(obs_space, act_space), seed=seed, device="cpu", n_steps=8, batch_size=8,
                 policy_kwargs={"net_arch": [32, 32]})
     with torch.no_grad():
-        model.policy.action_net.weight.mul_(action_gain)
+        model.policy.action_net.weight.mul_(action_gain)  # type: ignore[operator]
     model.save(run_dir / "agent.zip")
     if with_reward:
         keys = list(obs_space.spaces) if isinstance(obs_space, gym.spaces.Dict) else []

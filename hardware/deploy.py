@@ -113,7 +113,7 @@ class Deployment:
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        old = {}
+        old: dict[int, Any] = {}
         for sig in (signal.SIGINT, signal.SIGTERM):
             old[sig] = signal.signal(sig, lambda s, _f: self.request_stop(signal.Signals(s).name))
         return old
@@ -188,12 +188,19 @@ class Deployment:
         """
         old_handlers = self._install_signal_handlers()
         try:
-            self._warm_up(self.bridge.wait_ready(wait_ready))
-        except BaseException:
+            first = self.bridge.wait_ready(wait_ready, should_stop=lambda: self._stop_requested is not None)
+            if first is None:
+                self.summary.stopped_by = f"{self._stop_requested} (before the robot was ready)"
+                return self.summary
+            self._warm_up(first)
+            self.bridge.transport.publish_status("running: deployment started")
+            self._loop(max_ticks, duration)
+        finally:
             for sig, handler in old_handlers.items():
                 signal.signal(sig, handler)
-            raise
-        self.bridge.transport.publish_status("running: deployment started")
+        return self.summary
+
+    def _loop(self, max_ticks: int | None, duration: float | None) -> None:
         start = self.clock.start()
         try:
             while self._stop_requested is None:
@@ -212,9 +219,6 @@ class Deployment:
         finally:
             self.summary.stopped_by = self._stop_requested or ""
             self._shutdown()
-            for sig, handler in old_handlers.items():
-                signal.signal(sig, handler)
-        return self.summary
 
     def _warm_up(self, snap: Snapshot) -> None:
         """Run the policy and the reward once before the first tick (lazy initialisation in torch and SB3 takes

@@ -11,7 +11,7 @@ Episode semantics on hardware:
 * an e-stop during ``step`` (watchdog, malformed message, non-finite action) publishes the stop command and returns
   ``truncated=True`` with ``info["estop"]`` naming the cause; the observation is the last valid one;
 * ``reset`` refuses to start while the e-stop is latched unless called with ``options={"clear_estop": True}``
-  (the operator's explicit reset), and holds the robot still (stop command) while it waits for observations;
+  (the operator's explicit reset); it waits for every observation, then sends the stop command (hold);
 * with a learned reward (a bound :class:`robo_reward.protocol.Reward`), ``reward`` is its total for
   ``(s, executed action, s')`` and ``info["reward/<term>"]`` holds each term; without one, reward is 0.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -55,7 +55,7 @@ class RosRobotEnv(gym.Env):
     :param clock: a :class:`TickClock` (default: monotonic at the profile's rate).
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium declares it an instance attribute
 
     def __init__(self, profile: RobotProfile | str | Path, *, transport: Transport | None = None,
                  reward: Reward | None = None, action_low: float = -1.0, action_high: float = 1.0,
@@ -90,9 +90,10 @@ class RosRobotEnv(gym.Env):
             refused = self.bridge.try_reset()
             if refused:
                 raise EStopLatched(f"cannot clear the e-stop: {refused}")
+        snap = self.bridge.wait_ready(self.wait_ready)
+        assert snap is not None  # no should_stop given: returns a snapshot or raises
         self.bridge.hold()
         self.bridge.safety.reset()
-        snap = self.bridge.wait_ready(self.wait_ready)
         self.clock.start()
         self._obs = snap.obs
         if self.reward is not None:

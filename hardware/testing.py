@@ -6,10 +6,11 @@ the machine (specs/hardware.md)::
 
     unshare --net bash -c 'ip link set lo up && ip link set lo multicast on && ip route add 224.0.0.0/4 dev lo && CMD'
 
-:func:`run_scenario` (``python -m robo_reward.hardware.testing``) is what a test runs inside that namespace: it
+:func:`run_scenario` (``python -m robo_reward.hardware.testing deploy``) is what a test runs inside that namespace: it
 starts the fake robot and ``deploy`` as separate processes, plays an operator timeline (tell the robot to go
 silent or send malformed messages, request e-stop resets), stops the deployment with a signal, and leaves the
 robot's recording, the deployment log and the operator's timeline in one folder for the test to check.
+:func:`run_env_scenario` (``... testing env``) does the same for :class:`~robo_reward.hardware.env.RosRobotEnv`.
 """
 
 from __future__ import annotations
@@ -133,20 +134,20 @@ class Operator:
         self.context.shutdown()
 
 
-def _start(argv: list[str], log: Path) -> subprocess.Popen:
+def _start(argv: list[str], log: Path) -> subprocess.Popen[str]:
     fh = log.open("w")
     return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True)
 
 
-def _wait_for_line(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+def _wait_for_line(log: Path, text: str, proc: subprocess.Popen[str], timeout: float) -> None:
     end = time.monotonic() + timeout
     while time.monotonic() < end:
         if text in log.read_text():
             return
         if proc.poll() is not None:
-            raise RuntimeError(f"process {proc.args} exited ({proc.returncode}) before '{text}':\n{log.read_text()}")
+            raise RuntimeError(f"process {proc.args!r} exited ({proc.returncode}) before '{text}':\n{log.read_text()}")
         time.sleep(0.02)
-    raise TimeoutError(f"no '{text}' from {proc.args} within {timeout} s:\n{log.read_text()}")
+    raise TimeoutError(f"no '{text}' from {proc.args!r} within {timeout} s:\n{log.read_text()}")
 
 
 def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], *, stop_signal: str = "SIGTERM",
@@ -207,19 +208,70 @@ def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], 
     return result
 
 
+def run_env_scenario(robot: str, out: str, steps: int, action: list[float],
+                     robot_args: list[str] | None = None) -> dict[str, Any]:
+    """Fake robot + :class:`~robo_reward.hardware.env.RosRobotEnv` in this process: reset, ``steps`` steps of a
+    constant ``action``, close; writes ``out/env.json`` (observations, infos, step times) and ``out/robot.npz``."""
+    import numpy as np
+
+    from robo_reward.hardware.env import RosRobotEnv
+
+    require_loopback()
+    out_dir = Path(out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fake = _start([sys.executable, "-m", "robo_reward.hardware.fake_robot", "--robot", robot, "--record",
+                   str(out_dir / "robot.npz"), *(robot_args or [])], out_dir / "robot.log")
+    record: dict[str, Any] = {"obs": [], "stamps": [], "command": [], "executed_action": [], "t": []}
+    try:
+        _wait_for_line(out_dir / "robot.log", "fake robot ready", fake, 60)
+        env = RosRobotEnv(robot)
+        try:
+            obs, info = env.reset(seed=0)
+            record["obs"].append(np.asarray(obs).tolist())
+            record["stamps"].append(info["stamps"])
+            record["t"].append(time.monotonic())
+            for _ in range(steps):
+                obs, _, terminated, truncated, info = env.step(np.asarray(action))
+                record["t"].append(time.monotonic())
+                if terminated or truncated:
+                    record["ended"] = info.get("estop", "terminated")
+                    break
+                record["obs"].append(np.asarray(obs).tolist())
+                record["stamps"].append(info["stamps"])
+                record["command"].append(info["command"].tolist())
+                record["executed_action"].append(info["executed_action"].tolist())
+        finally:
+            env.close()
+        time.sleep(0.3)
+    finally:
+        fake.send_signal(signal.SIGTERM)
+        fake.wait(timeout=20)
+    (out_dir / "env.json").write_text(json.dumps(record))
+    return record
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m robo_reward.hardware.testing", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("run_dir")
-    parser.add_argument("--robot", required=True)
-    parser.add_argument("--out", required=True)
-    parser.add_argument("--timeline", default="[]", help='JSON list of [seconds, action], e.g. [[1.0, "reset"]]')
-    parser.add_argument("--stop-signal", default="SIGTERM", choices=["SIGINT", "SIGTERM"])
-    parser.add_argument("--robot-args", default="", help="extra fake robot arguments (one shell-quoted string)")
-    parser.add_argument("--deploy-args", default="", help="extra deploy arguments (one shell-quoted string)")
+    sub = parser.add_subparsers(dest="what", required=True)
+    dep = sub.add_parser("deploy", help="fake robot + deploy + operator timeline")
+    dep.add_argument("run_dir")
+    dep.add_argument("--timeline", default="[]", help='JSON list of [seconds, action], e.g. [[1.0, "reset"]]')
+    dep.add_argument("--stop-signal", default="SIGTERM", choices=["SIGINT", "SIGTERM"])
+    dep.add_argument("--deploy-args", default="", help="extra deploy arguments (one shell-quoted string)")
+    env = sub.add_parser("env", help="fake robot + RosRobotEnv stepping a constant action")
+    env.add_argument("--steps", type=int, default=20)
+    env.add_argument("--action", default="[]", help="JSON list, the constant action")
+    for p in (dep, env):
+        p.add_argument("--robot", required=True)
+        p.add_argument("--out", required=True)
+        p.add_argument("--robot-args", default="", help="extra fake robot arguments (one shell-quoted string)")
     args = parser.parse_args(argv)
-    run_scenario(args.run_dir, args.robot, args.out, json.loads(args.timeline), stop_signal=args.stop_signal,
-                 robot_args=shlex.split(args.robot_args), deploy_args=shlex.split(args.deploy_args))
+    if args.what == "deploy":
+        run_scenario(args.run_dir, args.robot, args.out, json.loads(args.timeline), stop_signal=args.stop_signal,
+                     robot_args=shlex.split(args.robot_args), deploy_args=shlex.split(args.deploy_args))
+    else:
+        run_env_scenario(args.robot, args.out, args.steps, json.loads(args.action), shlex.split(args.robot_args))
     return 0
 
 

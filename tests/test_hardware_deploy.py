@@ -277,3 +277,17 @@ def test_build_deployment_names_what_does_not_fit(train_layout, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"nope\.pt does not exist"):
         build_deployment(_deploy_args(train_layout / "run", train_layout / "robot.yaml", reward=str(tmp_path / "nope.pt")),
                          InMemoryTransport())
+
+
+def test_waits_for_the_robot_and_names_missing_topics():
+    transport = InMemoryTransport()
+    prof = profile(control_rate_hz=100)
+    transport.start(prof)
+    bridge = RobotBridge(prof, transport, -np.ones(2), np.ones(2))
+    with pytest.raises(TimeoutError, match=r"joint_pos: no message received yet.*\['/joint_states'\]"):
+        Deployment(bridge, lambda obs: np.zeros(2)).run(wait_ready=0.1)
+    assert transport.commands == []
+    dep = Deployment(bridge, lambda obs: np.zeros(2))
+    threading.Timer(0.1, lambda: dep.request_stop("SIGINT")).start()
+    summary = dep.run(wait_ready=5.0)
+    assert summary.stopped_by == "SIGINT (before the robot was ready)" and summary.ticks == 0

@@ -57,7 +57,7 @@ def scenario(tmp_path_factory):
     (root / "robot.yaml").write_text(yaml.safe_dump(data))
     profile = load_profile(root / "robot.yaml")
     make_demo_run(root / "run", profile, seed=0)
-    cmd = loopback_command([sys.executable, "-m", "robo_reward.hardware.testing", str(root / "run"),
+    cmd = loopback_command([sys.executable, "-m", "robo_reward.hardware.testing", "deploy", str(root / "run"),
                             "--robot", str(root / "robot.yaml"), "--out", str(root / "out"),
                             "--timeline", json.dumps(timeline())])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
