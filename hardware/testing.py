@@ -213,7 +213,6 @@ def run_env_scenario(robot: str, out: str, steps: int, action: list[float],
     """Fake robot + :class:`~robo_reward.hardware.env.RosRobotEnv` in this process: reset, ``steps`` steps of a
     constant ``action``, close; writes ``out/env.json`` (observations, infos, step times) and ``out/robot.npz``."""
     import numpy as np
-
     from robo_reward.hardware.env import RosRobotEnv
 
     require_loopback()
