@@ -161,14 +161,19 @@ class RobotBridge:
 
     def wait_ready(self, timeout: float, poll: float = 0.01,
                    should_stop: Callable[[], bool] | None = None) -> Snapshot | None:
-        """Block until every observation has arrived and converts (the loop starts only then).
+        """Block until every observation has arrived and converts and a controller subscribes to the command topic
+        (the loop starts only then, so no command is published into the void).
 
         Returns None if ``should_stop()`` turns True while waiting (e.g. Ctrl-C before the robot came up).
         """
         end = self.clock() + timeout
         while should_stop is None or not should_stop():
             try:
-                return self.snapshot()
+                snap = self.snapshot()
+                if self.transport.command_subscribers() == 0:
+                    raise SafetyViolation(f"nothing subscribes to the command topic {self.profile.command.topic} "
+                                          "(is the robot's controller running?)")
+                return snap
             except (SafetyViolation, MessageError) as exc:
                 if self.clock() > end:
                     topics = sorted({self.profile.topic_of(k) for k in self.profile.observations})

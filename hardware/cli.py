@@ -29,6 +29,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--max-ticks", type=int, help="stop after this many control ticks")
     p.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the robot's first observations")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of the deterministic action")
+    p.add_argument("--middleware", choices=["ros2", "ros1"], default="ros2",
+                   help="ROS 2 through rclpy (the ros2 extra) or ROS 1 through the system's rospy")
     p.add_argument("--torch-threads", type=int, default=1,
                    help="torch threads for inference (1 is fastest for one observation and keeps jitter low)")
     p.set_defaults(func=run_deploy)
@@ -65,9 +67,9 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     elif args.reward != "none":
         print(f"no reward.pt beside the policy in {run_dir}: deploying without a learned reward", file=sys.stderr)
     if transport is None:
-        from robo_reward.hardware.ros2 import Ros2Transport
+        from robo_reward.hardware.transport import make_transport
 
-        transport = Ros2Transport()
+        transport = make_transport(args.middleware)
     transport.start(profile)
     bridge = RobotBridge(profile, transport, policy.action_space.low, policy.action_space.high)
     log = DeployLog(args.log) if args.log else None

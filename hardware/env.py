@@ -28,7 +28,7 @@ from robo_reward.hardware.bridge import Observation, RobotBridge, TickClock, obs
 from robo_reward.hardware.convert import MessageError
 from robo_reward.hardware.profile import RobotProfile, load_profile
 from robo_reward.hardware.safety import SafetyViolation
-from robo_reward.hardware.transport import Transport
+from robo_reward.hardware.transport import Transport, make_transport
 
 from robo_reward.protocol import Reward, TransitionBatch, check_finite
 
@@ -47,26 +47,25 @@ class RosRobotEnv(gym.Env):
     """A robot behind a robot profile as a ``gymnasium.Env`` (see the module docstring).
 
     :param profile: a :class:`RobotProfile` or the path of its YAML.
-    :param transport: an unstarted transport (default: :class:`robo_reward.hardware.ros2.Ros2Transport`).
+    :param transport: an unstarted transport (default: one for ``middleware``).
     :param reward: a learned reward (unbound; it is bound to this env's spaces), or None.
     :param action_low: lower bound of the action space (the policy's units).
     :param action_high: upper bound of the action space.
     :param wait_ready: seconds ``reset`` waits for every observation.
     :param clock: a :class:`TickClock` (default: monotonic at the profile's rate).
+    :param middleware: ``ros2`` (rclpy) or ``ros1`` (rospy), when no transport is given.
     """
 
     metadata = {"render_modes": []}  # noqa: RUF012 - gymnasium declares it an instance attribute
 
     def __init__(self, profile: RobotProfile | str | Path, *, transport: Transport | None = None,
                  reward: Reward | None = None, action_low: float = -1.0, action_high: float = 1.0,
-                 wait_ready: float = 10.0, clock: TickClock | None = None) -> None:
+                 wait_ready: float = 10.0, clock: TickClock | None = None, middleware: str = "ros2") -> None:
         self.profile = profile if isinstance(profile, RobotProfile) else load_profile(profile)
         self.observation_space = observation_space(self.profile)
         self.action_space = gym.spaces.Box(action_low, action_high, (self.profile.action_dim,), np.float32)
         if transport is None:
-            from robo_reward.hardware.ros2 import Ros2Transport
-
-            transport = Ros2Transport(node_name="robo_reward_env")
+            transport = make_transport(middleware, node_name="robo_reward_env")
         self.transport = transport
         self.transport.start(self.profile)
         self.bridge = RobotBridge(self.profile, transport, self.action_space.low, self.action_space.high,

@@ -162,6 +162,9 @@ class Ros2Transport(Transport):
     def publish_status(self, text: str) -> None:
         self._status_pub.publish(String(data=text))
 
+    def command_subscribers(self) -> int | None:
+        return int(self._cmd_pub.get_subscription_count())
+
     def take_reset_request(self) -> bool:
         if self._reset.is_set():
             self._reset.clear()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import os
 import shlex
 import shutil
 import signal
@@ -48,13 +49,22 @@ def only_loopback() -> bool:
     return network_interfaces() == ["lo"]
 
 
-@lru_cache(maxsize=1)
-def ros_unavailable_reason() -> str | None:
-    """Why ROS tests cannot run here (None if they can): rclpy missing, or no loopback namespace possible."""
-    missing = [m for m in ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs", "geometry_msgs")
-               if importlib.util.find_spec(m) is None]
-    if missing:
-        return f"ROS 2 Python packages {missing} are not installed (pip install robo-reward[ros2])"
+@lru_cache(maxsize=2)
+def ros_unavailable_reason(middleware: str = "ros2") -> str | None:
+    """Why ROS tests cannot run here (None if they can): the client library is missing, or no loopback-only
+    namespace can be made. ROS 1 is probed in a subprocess (its messages would shadow ROS 2's in this one)."""
+    if middleware == "ros2":
+        missing = [m for m in ("rclpy", "sensor_msgs", "std_msgs", "std_srvs", "trajectory_msgs", "geometry_msgs")
+                   if importlib.util.find_spec(m) is None]
+        if missing:
+            return f"ROS 2 Python packages {missing} are not installed (pip install robo-reward[ros2])"
+    else:
+        if shutil.which("roscore") is None:
+            return "ROS 1 is not installed: no `roscore` (apt-get install ros-core python3-sensor-msgs ...)"
+        probe = subprocess.run([sys.executable, "-c", "from robo_reward.hardware.ros1 import messages; messages()"],
+                               capture_output=True, text=True, timeout=60)
+        if probe.returncode != 0:
+            return f"ROS 1 Python packages do not import: {probe.stderr.strip().splitlines()[-1:]}"
     for tool, pkg in (("unshare", "util-linux"), ("ip", "iproute2")):
         if shutil.which(tool) is None:
             return f"`{tool}` is not on PATH (apt-get install {pkg}); it is needed for a loopback-only namespace"
@@ -134,6 +144,56 @@ class Operator:
         self.context.shutdown()
 
 
+class Ros1Operator(Operator):
+    """The operator as a rospy node (same methods as :class:`Operator`)."""
+
+    def __init__(self, reset_service: str, status_topic: str) -> None:
+        from robo_reward.hardware.fake_robot import CONTROL_TOPIC
+        from robo_reward.hardware.ros1 import import_ros1, messages
+
+        self.rospy = rospy = import_ros1()
+        self.msgs = messages()
+        rospy.init_node("operator", disable_signals=True)
+        self.control = rospy.Publisher(CONTROL_TOPIC, self.msgs["String"], queue_size=10, latch=False)
+        self.reset_service = reset_service
+        self.statuses = []
+        rospy.Subscriber(status_topic, self.msgs["String"],
+                         lambda m: self.statuses.append((time.monotonic(), m.data)), queue_size=20)
+
+    def spin_for(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+    def send_control(self, text: str) -> None:
+        self.control.publish(self.msgs["String"](data=text))
+
+    def reset_estop(self, timeout: float = 2.0) -> str:
+        try:
+            self.rospy.wait_for_service(self.reset_service, timeout=timeout)
+            return str(self.rospy.ServiceProxy(self.reset_service, self.msgs["Trigger"])().message)
+        except Exception as exc:
+            return f"reset call failed: {exc}"
+
+    def close(self) -> None:
+        self.rospy.signal_shutdown("operator done")
+
+
+def start_roscore(out_dir: Path, timeout: float = 30.0) -> subprocess.Popen[str]:
+    """Start a ROS master on localhost:11311 (inside the namespace) and wait until it answers."""
+    os.environ.update(ROS_MASTER_URI="http://localhost:11311", ROS_HOSTNAME="localhost")
+    core = _start(["roscore", "-p", "11311"], out_dir / "roscore.log")
+    from robo_reward.hardware.ros1 import import_ros1
+
+    import_ros1()
+    import rosgraph
+
+    end = time.monotonic() + timeout
+    while not rosgraph.is_master_online():
+        if core.poll() is not None or time.monotonic() > end:
+            raise RuntimeError(f"roscore did not start:\n{(out_dir / 'roscore.log').read_text()}")
+        time.sleep(0.1)
+    return core
+
+
 def _start(argv: list[str], log: Path) -> subprocess.Popen[str]:
     fh = log.open("w")
     return subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT, text=True)
@@ -151,18 +211,22 @@ def _wait_for_line(log: Path, text: str, proc: subprocess.Popen[str], timeout: f
 
 
 def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], *, stop_signal: str = "SIGTERM",
-                 robot_args: list[str] | None = None, deploy_args: list[str] | None = None) -> dict[str, Any]:
+                 robot_args: list[str] | None = None, deploy_args: list[str] | None = None,
+                 middleware: str = "ros2") -> dict[str, Any]:
     """Fake robot + ``deploy`` + an operator timeline; returns (and writes ``out/operator.json``) what happened.
 
     ``timeline`` holds ``[seconds_after_start, action]`` with action ``control:<text>`` (to the fake robot) or
     ``reset`` (the e-stop reset service); the deployment is stopped with ``stop_signal`` after the last entry.
+    ``middleware="ros1"`` starts a ROS master first and runs every node with rospy.
     """
     require_loopback()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
     py = sys.executable
+    core = start_roscore(out_dir) if middleware == "ros1" else None
     fake = _start([py, "-m", "robo_reward.hardware.fake_robot", "--robot", robot, "--record",
-                   str(out_dir / "robot.npz"), *(robot_args or [])], out_dir / "robot.log")
+                   str(out_dir / "robot.npz"), "--middleware", middleware, *(robot_args or [])],
+                  out_dir / "robot.log")
     deploy = None
     operator = None
     events: list[tuple[float, str, str]] = []
@@ -171,9 +235,11 @@ def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], 
         from robo_reward.hardware.profile import load_profile
 
         profile = load_profile(robot)
-        operator = Operator(profile.topics.reset_service, profile.topics.status)
+        operator = (Ros1Operator if middleware == "ros1" else Operator)(profile.topics.reset_service,
+                                                                        profile.topics.status)
         deploy = _start([py, "-m", "robo_reward.hardware.cli", "deploy", run_dir, "--robot", robot,
-                         "--log", str(out_dir / "deploy.jsonl"), *(deploy_args or [])], out_dir / "deploy.log")
+                         "--log", str(out_dir / "deploy.jsonl"), "--middleware", middleware, *(deploy_args or [])],
+                        out_dir / "deploy.log")
         if not operator.wait_for_status("running: deployment started", 120):
             raise TimeoutError(f"deploy never started:\n{(out_dir / 'deploy.log').read_text()}")
         t0 = time.monotonic()
@@ -193,7 +259,7 @@ def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], 
         deploy.wait(timeout=20)
         operator.spin_for(0.2)
     finally:
-        for proc in (deploy, fake):
+        for proc in (deploy, fake, core):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
                 try:
@@ -209,7 +275,7 @@ def run_scenario(run_dir: str, robot: str, out: str, timeline: list[list[Any]], 
 
 
 def run_env_scenario(robot: str, out: str, steps: int, action: list[float],
-                     robot_args: list[str] | None = None) -> dict[str, Any]:
+                     robot_args: list[str] | None = None, middleware: str = "ros2") -> dict[str, Any]:
     """Fake robot + :class:`~robo_reward.hardware.env.RosRobotEnv` in this process: reset, ``steps`` steps of a
     constant ``action``, close; writes ``out/env.json`` (observations, infos, step times) and ``out/robot.npz``."""
     import numpy as np
@@ -218,12 +284,14 @@ def run_env_scenario(robot: str, out: str, steps: int, action: list[float],
     require_loopback()
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    core = start_roscore(out_dir) if middleware == "ros1" else None
     fake = _start([sys.executable, "-m", "robo_reward.hardware.fake_robot", "--robot", robot, "--record",
-                   str(out_dir / "robot.npz"), *(robot_args or [])], out_dir / "robot.log")
+                   str(out_dir / "robot.npz"), "--middleware", middleware, *(robot_args or [])],
+                  out_dir / "robot.log")
     record: dict[str, Any] = {"obs": [], "stamps": [], "command": [], "executed_action": [], "t": []}
     try:
         _wait_for_line(out_dir / "robot.log", "fake robot ready", fake, 60)
-        env = RosRobotEnv(robot)
+        env = RosRobotEnv(robot, middleware=middleware)
         try:
             obs, info = env.reset(seed=0)
             record["obs"].append(np.asarray(obs).tolist())
@@ -243,8 +311,10 @@ def run_env_scenario(robot: str, out: str, steps: int, action: list[float],
             env.close()
         time.sleep(0.3)
     finally:
-        fake.send_signal(signal.SIGTERM)
-        fake.wait(timeout=20)
+        for proc in (fake, core):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=20)
     (out_dir / "env.json").write_text(json.dumps(record))
     return record
 
@@ -258,9 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     dep.add_argument("--timeline", default="[]", help='JSON list of [seconds, action], e.g. [[1.0, "reset"]]')
     dep.add_argument("--stop-signal", default="SIGTERM", choices=["SIGINT", "SIGTERM"])
     dep.add_argument("--deploy-args", default="", help="extra deploy arguments (one shell-quoted string)")
+    dep.add_argument("--middleware", default="ros2", choices=["ros2", "ros1"])
     env = sub.add_parser("env", help="fake robot + RosRobotEnv stepping a constant action")
     env.add_argument("--steps", type=int, default=20)
     env.add_argument("--action", default="[]", help="JSON list, the constant action")
+    env.add_argument("--middleware", default="ros2", choices=["ros2", "ros1"])
     for p in (dep, env):
         p.add_argument("--robot", required=True)
         p.add_argument("--out", required=True)
@@ -268,9 +340,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.what == "deploy":
         run_scenario(args.run_dir, args.robot, args.out, json.loads(args.timeline), stop_signal=args.stop_signal,
-                     robot_args=shlex.split(args.robot_args), deploy_args=shlex.split(args.deploy_args))
+                     robot_args=shlex.split(args.robot_args), deploy_args=shlex.split(args.deploy_args),
+                     middleware=args.middleware)
     else:
-        run_env_scenario(args.robot, args.out, args.steps, json.loads(args.action), shlex.split(args.robot_args))
+        run_env_scenario(args.robot, args.out, args.steps, json.loads(args.action), shlex.split(args.robot_args),
+                         middleware=args.middleware)
     return 0
 
 

@@ -62,6 +62,10 @@ class Transport(abc.ABC):
         """True once per operator request to clear the e-stop (consumed by this call)."""
         return False
 
+    def command_subscribers(self) -> int | None:
+        """How many subscribers (controllers) the command topic has now; None if the middleware cannot tell."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook, most transports hold nothing to release
         """Release the middleware (idempotent)."""
 
@@ -113,3 +117,19 @@ class InMemoryTransport(Transport):
         with self._lock:
             requested, self._reset = self._reset, False
         return requested
+
+
+MIDDLEWARES = ("ros2", "ros1")
+
+
+def make_transport(middleware: str = "ros2", node_name: str = "robo_reward_bridge") -> Transport:
+    """A transport for ``middleware``: ``ros2`` (rclpy, the ros2 extra) or ``ros1`` (rospy from the system)."""
+    if middleware == "ros2":
+        from robo_reward.hardware.ros2 import Ros2Transport
+
+        return Ros2Transport(node_name=node_name)
+    if middleware == "ros1":
+        from robo_reward.hardware.ros1 import Ros1Transport
+
+        return Ros1Transport(node_name=node_name)
+    raise ValueError(f"unknown middleware {middleware!r}; choose one of {list(MIDDLEWARES)}")

@@ -225,7 +225,7 @@ def _deploy_args(run_dir, robot, **kw):
     import argparse
 
     base = dict(run_dir=run_dir, robot=robot, policy=None, reward=None, log=None, duration=None, max_ticks=None,
-                wait=1.0, stochastic=False, torch_threads=1)
+                wait=1.0, stochastic=False, torch_threads=1, middleware="ros2")
     base.update(kw)
     return argparse.Namespace(**base)
 

@@ -1,4 +1,5 @@
-"""The bridge across real processes over real ROS 2 (rclpy, Fast DDS), inside a loopback-only network namespace.
+"""The bridge across real processes over real ROS, inside a loopback-only network namespace: ROS 2 (rclpy, Fast
+DDS) and, where the system has it, ROS 1 (rospy, TCPROS, a roscore in the namespace).
 
 One scenario runs once for the module (about 20 s): the fake robot node, ``deploy`` (policy + learned reward from
 a run folder) and an operator node, as three processes. The operator makes the robot go silent, sends each kind of
@@ -46,12 +47,13 @@ def timeline():
     return [*events, [t, "control:resume"]]
 
 
-@pytest.fixture(scope="module")
-def scenario(tmp_path_factory):
-    reason = ros_unavailable_reason()
+@pytest.fixture(scope="module", params=["ros2", "ros1"])
+def scenario(request, tmp_path_factory):
+    middleware = request.param
+    reason = ros_unavailable_reason(middleware)
     if reason:
-        pytest.skip(f"ROS 2 scenario skipped: {reason}")
-    root = tmp_path_factory.mktemp("ros")
+        pytest.skip(f"{middleware} scenario skipped: {reason}")
+    root = tmp_path_factory.mktemp(middleware)
     data = yaml.safe_load(PROFILE.read_text())
     data["control_rate_hz"] = RATE
     (root / "robot.yaml").write_text(yaml.safe_dump(data))
@@ -59,7 +61,7 @@ def scenario(tmp_path_factory):
     make_demo_run(root / "run", profile, seed=0)
     cmd = loopback_command([sys.executable, "-m", "robo_reward.hardware.testing", "deploy", str(root / "run"),
                             "--robot", str(root / "robot.yaml"), "--out", str(root / "out"),
-                            "--timeline", json.dumps(timeline())])
+                            "--timeline", json.dumps(timeline()), "--middleware", middleware])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     logs = "".join(f"\n--- {p.name}\n{p.read_text()[-3000:]}" for p in (root / "out").glob("*.log"))
     assert proc.returncode == 0, proc.stdout + proc.stderr + logs

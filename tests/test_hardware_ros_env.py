@@ -1,4 +1,5 @@
-"""RosRobotEnv over real ROS 2: a JointTrajectory position-controlled arm, stepped at its control rate.
+"""RosRobotEnv over real ROS 2 (and ROS 1 where installed): a JointTrajectory position-controlled arm, stepped at
+its control rate.
 
 The fake robot and the env run as two processes in a loopback-only network namespace; the env steps a constant
 action and the test checks what the robot received against what ``step`` reported.
@@ -20,12 +21,13 @@ RATE, STEPS, MAX_DELTA = 10.0, 15, 0.05
 ACTION = [1.0, -1.0, 1.0, -1.0, 1.0, -1.0, 0.0]
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    reason = ros_unavailable_reason()
+@pytest.fixture(scope="module", params=["ros2", "ros1"])
+def run(request, tmp_path_factory):
+    middleware = request.param
+    reason = ros_unavailable_reason(middleware)
     if reason:
-        pytest.skip(f"ROS 2 scenario skipped: {reason}")
-    root = tmp_path_factory.mktemp("ros_env")
+        pytest.skip(f"{middleware} scenario skipped: {reason}")
+    root = tmp_path_factory.mktemp(f"env_{middleware}")
     data = yaml.safe_load((Path(__file__).parents[1] / "configs/robots/fake_arm7.yaml").read_text())
     data.update(control_rate_hz=RATE, observation_layout="concat",
                 observations={"joint_pos": {"source": "joint_state", "field": "position"}},
@@ -34,7 +36,7 @@ def run(tmp_path_factory):
     (root / "robot.yaml").write_text(yaml.safe_dump(data))
     cmd = loopback_command([sys.executable, "-m", "robo_reward.hardware.testing", "env", "--robot",
                             str(root / "robot.yaml"), "--out", str(root / "out"), "--steps", str(STEPS),
-                            "--action", json.dumps(ACTION)])
+                            "--action", json.dumps(ACTION), "--middleware", middleware])
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads((root / "out/env.json").read_text()), dict(np.load(root / "out/robot.npz")), data
