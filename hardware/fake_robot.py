@@ -317,6 +317,7 @@ class Ros1FakeRobotNode:
     def close(self) -> None:
         for timer in self.timers:
             timer.shutdown()
+            timer.join(timeout=1.0)
         self.rospy.signal_shutdown("fake robot closed")
 
 
@@ -343,9 +344,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         node.spin(stop)
     finally:
+        node.close()  # timers stop before the records are written
         if args.record:
             robot.save(args.record)
-        node.close()
     return 0
 
 
