@@ -114,7 +114,7 @@ def write_markdown(rows: list[dict], args: argparse.Namespace) -> None:
             "publish_to_receive_median_ms", "tick_compute_median_ms", "lateness_median_ms", "lateness_p99_ms",
             "lateness_max_ms", "interval_std_ms", "loadavg_1min_before", "loadavg_1min_after"]
     lines = [
-        "# ROS 2 bridge: round-trip latency and control-loop jitter",
+        "# ROS bridge: round-trip latency and control-loop jitter",
         "",
         f"Written by `benchmarks/ros_latency.py --seconds {args.seconds:g} --runs {args.runs} --rate {args.rate:g}` "
         f"--middleware {' '.join(args.middleware)} on {time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU "
@@ -125,7 +125,8 @@ def write_markdown(rows: list[dict], args: argparse.Namespace) -> None:
         "(row-padded) at 30 Hz; policy: SB3 PPO MultiInputPolicy (NatureCNN on the image + MLP), torch 1 thread; "
         "learned reward (demo MLP over joints and a 12x12 thumbnail) computed and published every tick after "
         "the command. Round trip = tick start (before the snapshot) to the command arriving in the robot's "
-        "callback. Lateness = tick start minus its schedule.",
+        "callback. Lateness = tick start minus its schedule. publish_to_receive starts when publish() has returned, "
+        "so it can be slightly negative where publish writes synchronously (ROS 1).",
         "",
         "| " + " | ".join(cols) + " |",
         "|" + "---|" * len(cols),
