@@ -116,8 +116,8 @@ def write_markdown(rows: list[dict], args: argparse.Namespace) -> None:
     lines = [
         "# ROS bridge: round-trip latency and control-loop jitter",
         "",
-        f"Written by `benchmarks/ros_latency.py --seconds {args.seconds:g} --runs {args.runs} --rate {args.rate:g}` "
-        f"--middleware {' '.join(args.middleware)} on {time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU "
+        f"Written by `benchmarks/ros_latency.py --seconds {args.seconds:g} --runs {args.runs} --rate {args.rate:g} "
+        f"--middleware {' '.join(args.middleware)}` on {time.strftime('%Y-%m-%d %H:%M')}; {os.cpu_count()} CPU "
         "cores, no GPU, shared with other jobs (the load averages are in the table); Python 3.11; ros2 = "
         "ros-rclpy 9.1.2 (Kilted wheels) with rmw_fastrtps_cpp; ros1 = Debian's rospy 1.15.15 (TCPROS, "
         "roscore in the namespace); every process in a loopback-only network namespace.",
