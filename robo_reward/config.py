@@ -50,6 +50,7 @@ class EnvConfig(_Strict):
     vec_env: Literal["dummy", "subproc"] = "dummy"
     max_episode_steps: int | None = Field(None, ge=1)
     wrappers: list[WrapperConfig] = Field(default_factory=list)
+    policy_obs: str | None = None  # key of a dict observation the agent sees (the reward still sees all of it)
 
 
 class RewardConfig(_Strict):
@@ -97,6 +98,7 @@ class EvalConfig(_Strict):
 
     every: int = Field(5_000, ge=1)
     episodes: int = Field(10, ge=1)
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)  # overrides for the eval env (e.g. obs_mode: state)
     n_envs: int = Field(1, ge=1)
     deterministic: bool = True
     metric: Literal["success", "return"] = "success"

@@ -40,7 +40,13 @@ from robo_reward.checkpoint import atomic_write, load_reward_state, save_reward
 from robo_reward.config import EnvConfig, ExperimentConfig, RewardConfig, load_config
 from robo_reward.protocol import Reward
 from robo_reward.registry import build_reward
-from robo_reward.sb3 import RelabelingDictReplayBuffer, RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper
+from robo_reward.sb3 import (
+    RelabelingDictReplayBuffer,
+    RelabelingReplayBuffer,
+    RewardCallback,
+    RewardVecEnvWrapper,
+    VecObservationKey,
+)
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
@@ -72,6 +78,7 @@ def _has_success(env: gym.Env) -> bool:
 
 
 def make_vec(cfg: EnvConfig, seed: int, n_envs: int | None = None) -> VecEnv:
+    """``n_envs`` copies of the configured env (monitored, seeded); no reward design, no key selection."""
     n = n_envs or cfg.n_envs
     fns = [make_env_fn(cfg, seed, i) for i in range(n)]
     venv: VecEnv = SubprocVecEnv(fns, start_method="spawn") if cfg.vec_env == "subproc" and n > 1 else DummyVecEnv(fns)
@@ -135,10 +142,16 @@ class TrainingRun:
     def _build_env(self) -> VecEnv:
         venv = make_vec(self.cfg.env, self.seed)
         self.reward = build_design(self.cfg.reward)
-        if self.reward is None:
+        if self.reward is not None:
+            venv = RewardVecEnvWrapper(venv, self.reward, extrinsic_weight=self.cfg.reward.extrinsic_weight,
+                                       checkpoint=self.cfg.reward.checkpoint)
+        return self._policy_view(venv)
+
+    def _policy_view(self, venv: VecEnv) -> VecEnv:
+        key = self.cfg.env.policy_obs
+        if key is None or not isinstance(venv.observation_space, gym.spaces.Dict):
             return venv
-        return RewardVecEnvWrapper(venv, self.reward, extrinsic_weight=self.cfg.reward.extrinsic_weight,
-                                   checkpoint=self.cfg.reward.checkpoint)
+        return VecObservationKey(venv, key)
 
     def _agent_kwargs(self) -> dict[str, Any]:
         kwargs = dict(self.cfg.agent.kwargs)
@@ -237,8 +250,9 @@ class TrainingRun:
     def evaluate(self) -> dict[str, float]:
         """Episodes of the current policy on the env's own reward (no reward design), seeded per evaluation."""
         assert self.model is not None
-        env = make_vec(self.cfg.env, seed=10_000 + self.seed + len(self.metrics.eval),
-                       n_envs=self.cfg.eval.n_envs)
+        env_cfg = self.cfg.env.model_copy(update={"kwargs": {**self.cfg.env.kwargs, **self.cfg.eval.env_kwargs}})
+        env = self._policy_view(make_vec(env_cfg, seed=10_000 + self.seed + len(self.metrics.eval),
+                                         n_envs=self.cfg.eval.n_envs))
         successes: list[float] = []
 
         def on_step(local: dict[str, Any], _: dict[str, Any]) -> None:

@@ -105,6 +105,32 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         return obs, out.total.astype(np.float32), dones, infos
 
 
+class VecObservationKey(VecEnvWrapper):
+    """Shows the agent one entry of a dict observation; reward wrappers below it still see every entry.
+
+    Rewards that read camera images can then train a state-based policy without the policy's network (or the
+    replay buffer) ever holding the images.
+    """
+
+    def __init__(self, venv: VecEnv, key: str) -> None:
+        space = venv.observation_space
+        if not isinstance(space, gym.spaces.Dict) or key not in space.spaces:
+            keys = list(space.spaces) if isinstance(space, gym.spaces.Dict) else "not a Dict space"
+            raise ValueError(f"policy observation key {key!r} is not in the env's observations ({keys})")
+        super().__init__(venv, observation_space=space[key])
+        self.key = key
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()[self.key]
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i in np.flatnonzero(dones):
+            if "terminal_observation" in infos[i]:
+                infos[i]["terminal_observation"] = infos[i]["terminal_observation"][self.key]
+        return obs[self.key], rewards, dones, infos
+
+
 def _with_rows(obs: Obs, rows: np.ndarray, values: list[Any]) -> Obs:
     if isinstance(obs, dict):
         out = {k: v.copy() for k, v in obs.items()}
