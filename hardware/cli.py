@@ -41,10 +41,15 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     import torch
     from robo_reward.hardware.bridge import RobotBridge, observation_space
     from robo_reward.hardware.deploy import DeployLog, Deployment
-    from robo_reward.hardware.policy import SB3Policy, check_policy_fits, find_policy_file, find_reward_file
+    from robo_reward.hardware.policy import (
+        SB3Policy,
+        check_policy_fits,
+        find_policy_file,
+        find_reward_file,
+        load_run_reward,
+    )
     from robo_reward.hardware.profile import load_profile
 
-    from robo_reward.checkpoint import load_reward
 
     torch.set_num_threads(args.torch_threads)
     profile = load_profile(args.robot)
@@ -60,10 +65,7 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     if reward_path is not None:
         if not reward_path.is_file():
             raise FileNotFoundError(f"reward checkpoint {reward_path} does not exist")
-        reward = load_reward(reward_path)
-        reward.bind(robot_obs, policy.action_space, 1)  # refuses a reward trained on other observation shapes
-        if policy.gamma is not None:
-            reward.set_discount(policy.gamma)
+        reward = load_run_reward(run_dir, reward_path, robot_obs, policy.action_space, policy.gamma)
     elif args.reward != "none":
         print(f"no reward.pt beside the policy in {run_dir}: deploying without a learned reward", file=sys.stderr)
     if transport is None:

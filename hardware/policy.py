@@ -2,8 +2,8 @@
 
 Run folders are written by ``robo-reward train`` (robo_reward.cli). The policy is rebuilt from the SB3 zip alone
 (policy class, its kwargs and the spaces are stored in it), so any SB3 or sb3-contrib algorithm loads without
-knowing which one trained it and without the optimiser or replay buffer. The reward checkpoint (``reward.pt``, spec +
-spaces + ``state_dict``) is read with the core's :func:`robo_reward.checkpoint.load_reward`.
+knowing which one trained it and without the optimiser or replay buffer. The reward is rebuilt from the run's config and
+``reward.pt`` with the core's own helpers (:func:`load_run_reward`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+
+from robo_reward.protocol import Reward
 
 POLICY_FILES = ("agent.zip", "model.zip", "final_model.zip", "best_model.zip")
 REWARD_FILE = "reward.pt"
@@ -114,3 +116,35 @@ def find_reward_file(run_dir: Path) -> Path | None:
     """``reward.pt`` beside the deployed agent (written by the core's :func:`robo_reward.checkpoint.save_reward`)."""
     path = checkpoint_folder(run_dir) / REWARD_FILE
     return path if path.is_file() else None
+
+
+def load_run_reward(run_dir: Path, reward_path: Path, observation_space: gym.Space, action_space: gym.Space,
+                    gamma: float | None) -> Reward:
+    """The learned reward of a run, bound to the robot's spaces, with its saved state.
+
+    A ``robo-reward train`` run rebuilds its reward design from ``config.yaml`` (as the core does on resume) and
+    loads ``reward.pt`` into it; a checkpoint written by :func:`robo_reward.checkpoint.save_reward` with a registry
+    spec loads on its own. Binding refuses a reward trained on other observation shapes. On a robot the env's
+    own reward is unknown, so a design's ``extrinsic`` term pays 0.
+    """
+    from robo_reward.checkpoint import load_reward, load_reward_state
+
+    config = run_dir / "config.yaml"
+    if config.is_file():
+        from robo_reward.config import load_config
+        from robo_reward.runner import build_design
+
+        reward = build_design(load_config(config).reward)
+        if reward is None:
+            raise RunFolderError(f"{config} configures no reward terms, yet {reward_path} exists; pass "
+                                 "--reward none to deploy without a learned reward")
+        reward.bind(observation_space, action_space, 1)
+        if gamma is not None:
+            reward.set_discount(gamma)
+        load_reward_state(reward, reward_path)
+        return reward
+    reward = load_reward(reward_path)
+    reward.bind(observation_space, action_space, 1)
+    if gamma is not None:
+        reward.set_discount(gamma)
+    return reward
