@@ -177,6 +177,7 @@ def test_signal_ends_loop_with_a_stop_command(sig):
             time.sleep(0.002)
 
     threading.Thread(target=feed, daemon=True).start()
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     threading.Timer(0.3, lambda: os.kill(os.getpid(), sig)).start()
     try:
         summary = Deployment(bridge, lambda obs: np.array([0.3, 0.3])).run(duration=10)
@@ -186,7 +187,7 @@ def test_signal_ends_loop_with_a_stop_command(sig):
     assert transport.commands[-1].values.tolist() == [0.0, 0.0]
     assert transport.commands[-2].values.tolist() != [0.0, 0.0]
     assert transport.statuses[-1] == f"stopped: {sig.name}"
-    assert signal.getsignal(sig) is not None and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert {s: signal.getsignal(s) for s in before} == before  # the caller's handlers are back
 
 
 class _FeedingTransport(InMemoryTransport):
