@@ -19,6 +19,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import os
+import sys
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,16 +139,19 @@ def _ensure_headless_backend() -> None:
         importlib.reload(gl_context)
 
 
-def _import_torch_compiler_first() -> None:
-    """Import ``torch._dynamo`` before the first EGL context exists, if torch is installed.
+def _load_triton_before_mesa() -> None:
+    """Import triton (if installed) before the first GL context, so it can still load afterwards.
 
-    With the CUDA builds of torch (2.14 here), importing ``torch._dynamo`` for the first time *after* MuJoCo has
-    created an EGL context segfaults the process (it happens inside torch's CUDA bindings). Every torch
-    optimiser imports it on construction, so training any agent on a rendering env would crash. Importing it
-    first avoids the crash; without torch this does nothing.
+    Mesa's software renderer (llvmpipe) puts its libLLVM into the process's global symbol namespace; triton,
+    which torch imports as soon as an optimizer is built (through ``torch._dynamo``), carries its own LLVM and
+    dies with a segmentation fault when it loads after Mesa's. Loaded first, both work.
     """
-    if importlib.util.find_spec("torch") is not None:
-        importlib.import_module("torch._dynamo")
+    if "triton" in sys.modules or importlib.util.find_spec("triton") is None:
+        return
+    try:
+        importlib.import_module("triton")
+    except Exception:  # a broken triton must not stop rendering; torch then fails on its own terms
+        return
 
 
 class SceneRenderer:
@@ -166,7 +170,7 @@ class SceneRenderer:
         for cam in cameras:
             _camera_id(model, cam)
         _ensure_headless_backend()
-        _import_torch_compiler_first()
+        _load_triton_before_mesa()
         self.model = model
         self.width, self.height = width, height
         self.cameras = tuple(cameras)

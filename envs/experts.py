@@ -161,8 +161,6 @@ class PickPlaceExpert(ScriptedExpert):
     """Reach over the cube and down, close, lift, carry over the pad, lower until it rests, open."""
 
     task = PickPlaceEnv
-    CARRY_ABOVE = 0.02
-    """Carry the cube this much above the lift threshold."""
 
     def __init__(self, env: gym.Env, **kwargs: Any) -> None:
         super().__init__(env, **kwargs)
@@ -201,7 +199,7 @@ class PickPlaceExpert(ScriptedExpert):
                 return self._move(grip, CLOSE)
             return self._move(gp, OPEN)
         offset = grip - obj
-        carry_z = e.lifted_z + self.CARRY_ABOVE + offset[2]
+        carry_z = e.carry_z + offset[2]
         if self.phase == 2:
             self._squeezed += 1
             return self._move(grip if self._squeezed < 3 else np.array([grip[0], grip[1], carry_z]), CLOSE)

@@ -58,6 +58,19 @@ def resolve_colour(colour: Colour) -> tuple[float, float, float, float]:
     return (rgba[0], rgba[1], rgba[2], rgba[3])
 
 
+def distractor_colours(
+    n: int, colours: Sequence[Colour] | None, object_rgba: Sequence[float]
+) -> tuple[tuple[float, float, float, float], ...]:
+    """``n`` distractor colours: ``colours`` cycled, or by default every named colour but the object's."""
+    if colours is None:
+        palette = [c for c in COLOURS.values() if c != tuple(object_rgba)]
+    else:
+        palette = [resolve_colour(c) for c in colours]
+        if not palette:
+            raise ValueError("distractor_colors must name at least one colour")
+    return tuple(palette[i % len(palette)] for i in range(n))
+
+
 @dataclass(frozen=True)
 class SceneConfig:
     """What a task variant changes in the model (everything else is sampled at reset).

@@ -35,7 +35,7 @@ import mujoco
 import numpy as np
 
 from robo_reward.envs.cameras import CameraModel, SceneRenderer, camera_model
-from robo_reward.envs.scene import CAMERAS, FINGER_OPEN, SceneConfig, build_model
+from robo_reward.envs.scene import CAMERAS, FINGER_OPEN, SceneConfig, build_model, distractor_colours
 
 OBS_MODES = ("state", "pixels", "state+pixels")
 WORKSPACE_LOW = np.array([-0.25, -0.25, 0.0])
@@ -77,7 +77,7 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
     :param distractor_half_size: half edge of the distractor boxes (m).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 25}  # noqa: RUF012
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012
     PHASES: tuple[str, ...] = ()
     STATE_FIELDS: tuple[tuple[str, int], ...] = ()
 
@@ -135,7 +135,7 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
         if num_distractors:
             scene = dataclasses.replace(
                 scene,
-                distractor_rgbas=_distractor_rgbas(num_distractors, distractor_colors, scene.object_rgba),
+                distractor_rgbas=distractor_colours(num_distractors, distractor_colors, scene.object_rgba),
                 distractor_half_size=self.distractor_half_size,
             )
         self.scene = scene
@@ -150,6 +150,21 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
         self._obs_renderer: SceneRenderer | None = None
         self._view_renderer: SceneRenderer | None = None
         self.goal = np.zeros(3)
+
+    @classmethod
+    def state_index(cls, field: str) -> list[int]:
+        """Indices of one ``STATE_FIELDS`` entry in the state vector (e.g. for a goal-distance potential).
+
+        >>> from robo_reward.envs.tasks import ReachEnv, PushEnv
+        >>> ReachEnv.state_index("goal_rel"), PushEnv.state_index("goal_rel")
+        ([10, 11, 12], [26, 27, 28])
+        """
+        start = 0
+        for name, size in cls.STATE_FIELDS:
+            if name == field:
+                return list(range(start, start + size))
+            start += size
+        raise KeyError(f"{cls.__name__} has no state field {field!r}; fields: {[n for n, _ in cls.STATE_FIELDS]}")
 
     # ------------------------------------------------------------------ task hooks
     @abc.abstractmethod
@@ -178,11 +193,10 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
         m, d = self.model, self.data
         mujoco.mj_resetData(m, d)
         grip = options.pop("grip_pos", None)
-        grip = (
-            self.np_random.uniform(self.grip_init_low, self.grip_init_high)
-            if grip is None
-            else np.asarray(grip)
-        )
+        if grip is None:
+            grip = self.np_random.uniform(self.grip_init_low, self.grip_init_high)
+        elif np.shape(grip) != (3,):
+            raise ValueError(f"reset option grip_pos={grip!r} must be an (x, y, z) position")
         d.qpos[self._hand_qpos] = grip - self._grip_home
         d.qpos[self._finger_qpos] = FINGER_OPEN
         d.ctrl[:3] = d.qpos[self._hand_qpos]
@@ -221,7 +235,7 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
         terminated = (st.success and self.terminate_on_success) or st.failed
         return self._observation(), reward, bool(terminated), False, self._info(st)
 
-    def render(self) -> np.ndarray | None:
+    def render(self) -> np.ndarray | None:  # type: ignore[override]
         if self.render_mode is None:
             gym.logger.warn("render() called without a render_mode; pass render_mode='rgb_array' to gym.make")
             return None
@@ -357,17 +371,3 @@ class TabletopEnv(gym.Env[Any, np.ndarray], abc.ABC):
             "goal_pos": self.goal.copy(),
             **self._task_info(),
         }
-
-
-def _distractor_rgbas(
-    n: int, colors: Sequence[Any] | None, object_rgba: tuple[float, ...]
-) -> tuple[tuple[float, float, float, float], ...]:
-    from robo_reward.envs.scene import COLOURS, resolve_colour
-
-    if colors is None:
-        palette = [c for c in COLOURS.values() if c != tuple(object_rgba)]
-    else:
-        palette = [resolve_colour(c) for c in colors]
-        if not palette:
-            raise ValueError("distractor_colors must name at least one colour")
-    return tuple(palette[i % len(palette)] for i in range(n))

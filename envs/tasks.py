@@ -81,7 +81,7 @@ class ReachEnv(TabletopEnv):
         return ["grip_pos", "goal_pos"]
 
     def _episode_start(self) -> None:
-        self._d0 = np.linalg.norm(self.goal - self.grip_pos) - self.goal_tolerance
+        self._d0 = float(np.linalg.norm(self.goal - self.grip_pos)) - self.goal_tolerance
 
     def _state_vector(self) -> np.ndarray:
         g = self.grip_pos
@@ -273,6 +273,7 @@ class PickPlaceEnv(_ObjectTask):
 
     PHASES = ("reach", "grasp", "lift", "carry", "place")
     LIFT_CLEARANCE = 0.03
+    CARRY_ABOVE = 0.02
 
     def __init__(self, *, pad_height: float = 0.02, goal_tolerance: float = 0.025, **kwargs: Any) -> None:
         half = float(kwargs.get("object_half_size", 0.02))
@@ -293,6 +294,11 @@ class PickPlaceEnv(_ObjectTask):
     def lifted_z(self) -> float:
         """Cube-centre height from which it counts as lifted (clears the pad by ``LIFT_CLEARANCE``)."""
         return self.pad_height + self.half + self.LIFT_CLEARANCE
+
+    @property
+    def carry_z(self) -> float:
+        """Cube-centre height for carrying (the expert's); ``place`` progress is measured down from it."""
+        return self.lifted_z + self.CARRY_ABOVE
 
     def grasp_point(self) -> np.ndarray:
         """Where the grip point closes on the cube: its centre, kept high enough for the fingertips."""
@@ -323,7 +329,7 @@ class PickPlaceEnv(_ObjectTask):
         z = self.object_pos[2]
         d_goal = self._xy_to_goal()
         if grasped and d_goal <= self.goal_tolerance:
-            phase, f = 4, _fraction(z - self.rest_on_pad_z, self.lifted_z + 0.03 - self.rest_on_pad_z)
+            phase, f = 4, _fraction(z - self.rest_on_pad_z, self.carry_z - self.rest_on_pad_z)
         elif self.on_pad():
             phase, f = 4, F_MAX
         elif grasped and z >= self.lifted_z:

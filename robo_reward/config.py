@@ -9,7 +9,7 @@ Example (``configs/quickstart/reach_shaped.yaml``)::
     env: {id: robo_reward/Reach-v0, n_envs: 4}
     reward:
       terms:
-        - {name: potential_shaping, potential: {name: goal_distance, delta: [0, 1, 2]}}
+        - {name: potential_shaping, potential: {name: goal_distance, delta: [10, 11, 12]}}
     agent: {algo: PPO, kwargs: {n_steps: 256}}
     budget: {total_timesteps: 30000}
 """

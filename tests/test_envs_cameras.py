@@ -122,3 +122,18 @@ def test_renders_headless_even_if_mujoco_was_imported_first(tmp_path) -> None:
     )
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
     assert "EGLError" not in out.stderr and "Traceback" not in out.stderr
+
+
+def test_torch_optimizers_still_load_after_rendering() -> None:
+    """Mesa's LLVM must not break triton (imported by torch.optim): this used to be a segfault."""
+    script = (
+        "import gymnasium as gym, robo_reward\n"
+        "env = gym.make('robo_reward/Reach-v0', obs_mode='pixels')\n"
+        "env.reset(seed=0)\n"
+        "env.close()\n"
+        "import torch\n"
+        "torch.optim.Adam([torch.zeros(2, requires_grad=True)])\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
