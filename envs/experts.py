@@ -27,14 +27,16 @@ demonstrations; the expert's own random generator is seeded, so a seeded env plu
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import gymnasium as gym
 import numpy as np
 
+from robo_reward.datasets import keyframes
 from robo_reward.envs.tabletop import TabletopEnv
 from robo_reward.envs.tasks import PickPlaceEnv, PushEnv, ReachEnv
+
+__all__ = ["ExpertAction", "ScriptedExpert", "keyframes", "make_expert"]
 
 OPEN, CLOSE = 1.0, -1.0
 
@@ -232,21 +234,3 @@ def make_expert(env: gym.Env, *, noise: float = 0.0, seed: int | None = None) ->
         f"no scripted expert for {type(env.unwrapped).__name__}; experts exist for "
         f"{[t.__name__ for t in EXPERTS]}"
     )
-
-
-def keyframes(phases: Sequence[int], num_phases: int) -> np.ndarray:
-    """Keyframes K_0..K_N of a demonstration from its per-step phase labels.
-
-    K_j (j < N) is the first step labelled with phase j or later, K_N the last step. Phases the demo never
-    entered get the next phase's keyframe, so the result is always non-decreasing and of length N + 1.
-
-    >>> keyframes([0, 0, 1, 1, 1, 2, 2], 3).tolist()
-    [0, 2, 5, 6]
-    """
-    p = np.asarray(phases)
-    if p.ndim != 1 or len(p) == 0:
-        raise ValueError("phases must be a non-empty 1-D sequence of phase indices")
-    running = np.maximum.accumulate(p)
-    ks = [int(np.searchsorted(running, j, side="left")) for j in range(num_phases)]
-    ks = [min(k, len(p) - 1) for k in ks]
-    return np.array([*ks, len(p) - 1])

@@ -357,3 +357,49 @@ def test_one_shot_adaptation_raises_voc_on_a_heldout_variant() -> None:
     after = np.mean([voc(adapted, d, start, goal, np.random.default_rng(0)) for d in evaluation], axis=0)
     assert after[0] > zero_shot[0]
     assert after[1] < 0 and zero_shot[1] < 0
+
+
+@pytest.mark.slow
+def test_grm_pipeline_runs_caches_and_feeds_the_reward(tmp_path) -> None:
+    """``robo-reward dopamine-grm`` end to end at toy size; the adapted GRM then drives the reward in a pixel env."""
+    import yaml
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from robo_reward.cli import main
+    from robo_reward.methods.dopamine.progress import LearnedGRM
+    from robo_reward.sb3 import RewardVecEnvWrapper
+
+    cfg = {"env_id": "robo_reward/Push-v0", "cameras": list(CAMS), "image_size": 24,
+           "train_variants": {"default": {}}, "heldout_variant": {"object_color": "purple"},
+           "demos_per_variant": 2, "heldout_eval_demos": 1, "pretrain": {"steps": 20, "batch_size": 8},
+           "adapt": {"steps": 10, "batch_size": 8}, "out": str(tmp_path / "grm"), "max_pairs": 50}
+    path = tmp_path / "grm.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert main(["dopamine-grm", str(path)]) == 0
+    out = tmp_path / "grm"
+    for f in ("grm_pretrained.pt", "grm_adapted.pt", "voc.md", "voc.json"):
+        assert (out / f).exists(), f
+    stamp = (out / "grm_adapted.pt").stat().st_mtime_ns
+    assert main(["dopamine-grm", str(path)]) == 0
+    assert (out / "grm_adapted.pt").stat().st_mtime_ns == stamp, "a finished stage is not redone"
+
+    grm = LearnedGRM.load(str(out / "grm_adapted.pt"))
+    reloaded = LearnedGRM.load(str(out / "grm_adapted.pt"))
+    views = {c: np.random.default_rng(0).integers(0, 255, (3, 24, 24, 3), dtype=np.uint8) for c in CAMS}
+    emb = grm.embed_states(views)
+    np.testing.assert_array_equal(emb, reloaded.embed_states(views))
+    reference = out / "minari" / "robo_reward" / "dopamine" / "heldout-reference-v0"
+    reward = DopamineReward(cameras=CAMS, model={"name": "grm", "checkpoint": str(out / "grm_adapted.pt")},
+                            reference={"dataset": str(reference)})
+
+    def make():
+        return gym.make("robo_reward/Push-v0", obs_mode="state+pixels", cameras=CAMS, image_size=24,
+                        object_color="purple")
+
+    venv = RewardVecEnvWrapper(DummyVecEnv([make, make]), reward)
+    reward.set_discount(0.99)
+    venv.reset()
+    for _ in range(5):
+        _, r, _, infos = venv.step(np.zeros((2, 4), dtype=np.float32))
+        assert np.isfinite(r).all() and 0.0 <= infos[0]["reward/dopamine/phi"] <= 1.0
+    venv.close()

@@ -40,7 +40,7 @@ def build_progress_model(spec: ProgressModel | Mapping[str, Any], *, cameras: Se
 
 def reference_anchors(reference: Mapping[str, Any], camera: str) -> tuple[np.ndarray, np.ndarray]:
     """START and END images: the first and last ``camera`` frames of a reference demo."""
-    from robo_reward.envs.demos import load_demos
+    from robo_reward.datasets import load_demos
 
     reference = dict(reference)
     if "dataset" not in reference:

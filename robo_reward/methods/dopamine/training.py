@@ -24,7 +24,7 @@ from robo_reward.methods.dopamine.progress import LearnedGRM, ProgressModel
 
 
 class Demo(Protocol):
-    """What training needs of a demonstration (``robo_reward.envs.demos.Episode`` provides it)."""
+    """What training needs of a demonstration (``robo_reward.datasets.Episode`` provides it)."""
 
     @property
     def keyframes(self) -> np.ndarray: ...

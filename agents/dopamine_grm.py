@@ -65,7 +65,8 @@ class GRMPipelineConfig(BaseModel):
 
 def _demos(cfg: GRMPipelineConfig, out: Path, name: str, kwargs: dict[str, Any], episodes: int, seed: int) -> Path:
     """Scripted-expert pixel demos of one variant as a Minari dataset under ``out/minari`` (cached)."""
-    from robo_reward.envs.demos import collect_demos, write_dataset
+    from robo_reward.datasets import write_dataset
+    from robo_reward.envs.demos import collect_demos
 
     path = out / "minari" / "robo_reward" / "dopamine" / f"{name}-v0"
     if not (path / "data").exists():
@@ -79,7 +80,7 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
     """Run (or resume) every stage; returns the VOC table rows."""
     import torch
 
-    from robo_reward.envs.demos import load_demos
+    from robo_reward.datasets import load_demos
 
     torch.set_num_threads(cfg.threads)
     out = Path(cfg.out).resolve()
