@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import gymnasium as gym
 import numpy as np
+
 from robo_reward.hardware.convert import (
     MessageError,
     image_to_array,

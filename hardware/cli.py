@@ -39,6 +39,7 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     """Load the profile, policy and reward, check they fit, and return a ready :class:`Deployment`."""
     import torch
+
     from robo_reward.hardware.bridge import RobotBridge, observation_space
     from robo_reward.hardware.deploy import DeployLog, Deployment
     from robo_reward.hardware.policy import (

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from robo_reward.hardware.profile import TWIST_AXES
 
 

@@ -13,10 +13,10 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from robo_reward.hardware.bridge import observation_space
-from robo_reward.hardware.profile import RobotProfile
 
 from robo_reward.checkpoint import save_reward
+from robo_reward.hardware.bridge import observation_space
+from robo_reward.hardware.profile import RobotProfile
 from robo_reward.protocol import Obs, Reward, RewardOutput, SpaceMismatchError, TransitionBatch
 from robo_reward.registry import make_reward
 

@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import IO, Any
 
 import numpy as np
-from robo_reward.hardware.bridge import RobotBridge, Snapshot, TickClock
 
+from robo_reward.hardware.bridge import RobotBridge, Snapshot, TickClock
 from robo_reward.protocol import Obs, Reward, TransitionBatch, check_finite
 
 Policy = Callable[[Any], np.ndarray]

@@ -24,12 +24,12 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
 from robo_reward.hardware.bridge import Observation, RobotBridge, TickClock, observation_space
 from robo_reward.hardware.convert import MessageError
 from robo_reward.hardware.profile import RobotProfile, load_profile
 from robo_reward.hardware.safety import SafetyViolation
 from robo_reward.hardware.transport import Transport, make_transport
-
 from robo_reward.protocol import Reward, TransitionBatch, check_finite
 
 

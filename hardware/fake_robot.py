@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from robo_reward.hardware.convert import ImageData, array_to_image, command_from_message
 from robo_reward.hardware.profile import RobotProfile, load_profile
 
@@ -203,9 +204,10 @@ class Ros2FakeRobotNode:
     def __init__(self, robot: FakeRobot, rate_hz: float, camera_hz: float) -> None:
         import rclpy
         from rclpy.signals import SignalHandlerOptions
-        from robo_reward.hardware.ros2 import COMMAND_TYPES, qos
         from sensor_msgs.msg import Image, JointState
         from std_msgs.msg import Float64MultiArray, String
+
+        from robo_reward.hardware.ros2 import COMMAND_TYPES, qos
 
         self.robot, self.JointState, self.Image = robot, JointState, Image
         profile = robot.profile

@@ -30,6 +30,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
 from robo_reward.hardware.convert import action_to_command_values, command_values_to_action
 from robo_reward.hardware.profile import RobotProfile
 

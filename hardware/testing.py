@@ -94,10 +94,11 @@ class Operator:
     def __init__(self, reset_service: str, status_topic: str) -> None:
         import rclpy
         from rclpy.signals import SignalHandlerOptions
-        from robo_reward.hardware.fake_robot import CONTROL_TOPIC
-        from robo_reward.hardware.ros2 import qos
         from std_msgs.msg import String
         from std_srvs.srv import Trigger
+
+        from robo_reward.hardware.fake_robot import CONTROL_TOPIC
+        from robo_reward.hardware.ros2 import qos
 
         self.context = rclpy.Context()
         rclpy.init(context=self.context, signal_handler_options=SignalHandlerOptions.NO)
@@ -279,6 +280,7 @@ def run_env_scenario(robot: str, out: str, steps: int, action: list[float],
     """Fake robot + :class:`~robo_reward.hardware.env.RosRobotEnv` in this process: reset, ``steps`` steps of a
     constant ``action``, close; writes ``out/env.json`` (observations, infos, step times) and ``out/robot.npz``."""
     import numpy as np
+
     from robo_reward.hardware.env import RosRobotEnv
 
     require_loopback()

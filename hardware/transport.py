@@ -66,7 +66,7 @@ class Transport(abc.ABC):
         """How many subscribers (controllers) the command topic has now; None if the middleware cannot tell."""
         return None
 
-    def close(self) -> None:  # noqa: B027 - optional hook, most transports hold nothing to release
+    def close(self) -> None:
         """Release the middleware (idempotent)."""
 
 

@@ -174,10 +174,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         keys = path.strip().split(".")
         node: Any = data
         for k in keys[:-1]:
-            if isinstance(node, list):
-                node = node[int(k)]
-            else:
-                node = node.setdefault(k, {})
+            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
         last = keys[-1]
         if isinstance(node, list):
             node[int(last)] = parse_value(raw)

@@ -9,12 +9,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from robo_reward.config import ExperimentConfig  # noqa: E402
-from robo_reward.stats import mean_curve  # noqa: E402
+from robo_reward.config import ExperimentConfig
+from robo_reward.stats import mean_curve
 
 
 def _fmt(x: Any, digits: int = 3) -> str:

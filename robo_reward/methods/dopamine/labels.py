@@ -24,6 +24,7 @@ simulated demos have 50-100 steps, so the default uses every step (``sample_fact
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ def sample_points(keyframes: Sequence[int], *, sample_factor: int = 1,
         points_per_segment = max(1, round(n / n_segments))
     m = int(min(points_per_segment, lengths.min()))
     points = [ks[0]]
-    for start, end in zip(ks[:-1], ks[1:], strict=True):
+    for start, end in itertools.pairwise(ks):
         points.extend(np.rint(np.linspace(start, end, m + 1)[1:]).astype(np.int64).tolist())
     return np.asarray(points, dtype=np.int64)
 
@@ -102,7 +103,7 @@ def sample_pairs(points: np.ndarray, rng: np.random.Generator, *, max_pairs: int
     valid = idx_p != idx_q
     idx_p, idx_q = idx_p[valid], idx_q[valid]
     total = min(max_pairs, len(idx_p))
-    n_zero = int(round(zero_ratio * total))
+    n_zero = round(zero_ratio * total)
     n_hop = total - n_zero
 
     pool = rng.integers(0, len(idx_p), size=min(oversample * total, 50 * len(idx_p)))

@@ -138,7 +138,7 @@ class ProgressPotential(Potential):
         self.calls += 1
         h = dict(zip(self.modes, np.split(np.clip(hops, -1.0, 1.0), len(self.modes)), strict=True))
         phi_i = incremental_update(self._phi_i[ids], h["incremental"]) if "incremental" in h else None
-        phi_f = h["forward"] if "forward" in h else None
+        phi_f = h.get("forward")
         phi_b = 1.0 + h["backward"] if "backward" in h else None
         if self.consistency:
             delta_i = phi_i - self._phi_i[ids] if phi_i is not None else np.zeros(len(ids))
