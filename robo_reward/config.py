@@ -86,6 +86,7 @@ class AgentConfig(_Strict):
     policy: str = "MlpPolicy"
     kwargs: dict[str, Any] = Field(default_factory=dict)
     relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
+    torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
 
 
 class BudgetConfig(_Strict):

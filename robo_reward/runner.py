@@ -27,6 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -179,6 +180,7 @@ class TrainingRun:
 
     def setup(self) -> None:
         """Create the run folder and a fresh agent."""
+        torch.set_num_threads(self.cfg.agent.torch_threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.dump()))
         set_random_seed(self.seed)
@@ -227,6 +229,7 @@ class TrainingRun:
         folder = self.latest_checkpoint()
         if folder is None:
             raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint to resume from")
+        torch.set_num_threads(self.cfg.agent.torch_threads)
         state = json.loads((folder / "state.json").read_text())
         self.seed = int(state["seed"])
         venv = self._build_env()
