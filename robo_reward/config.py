@@ -94,6 +94,10 @@ class BudgetConfig(_Strict):
     checkpoint_every: int = Field(10_000, ge=1)
 
 
+EVAL_COLUMNS = {"success": "success_rate", "return": "return_mean", "progress": "final_progress"}
+FINAL_KEYS = {"success": "final_success", "return": "final_return", "progress": "final_progress"}
+
+
 class EvalConfig(_Strict):
     """Evaluation on the env's own reward (never the designed one), every ``every`` env steps."""
 
@@ -102,7 +106,7 @@ class EvalConfig(_Strict):
     env_kwargs: dict[str, Any] = Field(default_factory=dict)  # overrides for the eval env (e.g. obs_mode: state)
     n_envs: int = Field(1, ge=1)
     deterministic: bool = True
-    metric: Literal["success", "return"] = "success"
+    metric: Literal["success", "return", "progress"] = "success"  # progress: the env's info["progress"] at the end
     threshold: float = 0.9
 
 
