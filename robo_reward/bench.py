@@ -163,7 +163,7 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
     if metric != "final_progress" and "final_progress" in res and res["final_progress"].notna().any():
         progress = {d.name: _curves(out, d.name, "final_progress") for d in designs}
         plot_bench(out, {k: v for k, v in progress.items() if v}, metric="final_progress",
-                   name="curves_progress.png")
+                   filename="curves_progress.png")
     return table
 
 

@@ -90,7 +90,7 @@ def write_run_report(run_dir: Path, cfg: ExperimentConfig, summary: Mapping[str,
 
 
 def plot_bench(out: Path, curves: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]], *, metric: str,
-               threshold: float | None = None, name: str = "curves.png") -> Path:
+               threshold: float | None = None, filename: str = "curves.png") -> Path:
     """One curve per design: mean over seeds with a 95% bootstrap band, against env steps."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     top = max((steps.max() for runs in curves.values() for steps, _ in runs if len(steps)), default=1.0)
@@ -105,7 +105,7 @@ def plot_bench(out: Path, curves: Mapping[str, Sequence[tuple[np.ndarray, np.nda
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / name
+    path = out / filename
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
