@@ -19,7 +19,7 @@ import torch
 from scipy import stats
 
 from robo_reward.checkpoint import atomic_write
-from robo_reward.methods.dopamine.labels import anchor_episodes, sample_pairs, sample_points
+from robo_reward.methods.dopamine.labels import anchor_episodes, point_progress, sample_pairs, sample_points
 from robo_reward.methods.dopamine.progress import LearnedGRM, ProgressModel
 
 
@@ -44,6 +44,7 @@ class HopDataset:
     anchor_episode: np.ndarray
     label: np.ndarray
     zero: np.ndarray
+    goal_before: np.ndarray
 
     def __len__(self) -> int:
         return len(self.label)
@@ -51,17 +52,30 @@ class HopDataset:
 
 def build_hop_dataset(demos: Sequence[Demo], task_ids: Sequence[int], cameras: Sequence[str], anchor_camera: str,
                       rng: np.random.Generator, *, max_pairs: int = 1000, swap_probability: float = 0.75,
-                      sample_factor: int = 1) -> HopDataset:
-    """Sample points and balanced pairs per demo; anchors swap to another demo of the same task with p=0.75."""
+                      sample_factor: int = 1, goal_query_ratio: float = 0.2) -> HopDataset:
+    """Sample points and balanced pairs per demo; anchors swap to another demo of the same task with p=0.75.
+
+    ``goal_query_ratio`` adds, per demo, that many extra pairs (relative to the sampled ones) in the exact form of
+    the backward query: every BEFORE slot holds the END anchor image and the label is H = Phi_q - 1. The paper's
+    GRM meets such inputs in its large pretraining mix; without them a small model trained on demo pairs alone
+    answers backward queries out of distribution (a reconstruction).
+    """
     needed = sorted({*cameras, anchor_camera})
     frames = [{c: d.frames(c) for c in needed} for d in demos]
     task_of_episode = np.asarray(task_ids, dtype=np.int64)
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("episode", "before", "after", "label", "zero")}
+    keys = ("episode", "before", "after", "label", "zero", "goal_before")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
     for i, demo in enumerate(demos):
-        pairs = sample_pairs(sample_points(demo.keyframes, sample_factor=sample_factor), rng, max_pairs=max_pairs)
-        parts["episode"].append(np.full(len(pairs), i))
-        for key in ("before", "after", "label", "zero"):
-            parts[key].append(getattr(pairs, key))
+        points = sample_points(demo.keyframes, sample_factor=sample_factor)
+        pairs = sample_pairs(points, rng, max_pairs=max_pairs)
+        n_goal = round(goal_query_ratio * len(pairs))
+        q = rng.integers(0, len(points), size=n_goal)
+        parts["episode"].append(np.full(len(pairs) + n_goal, i))
+        parts["before"].append(np.concatenate([pairs.before, np.full(n_goal, points[-1])]))
+        parts["after"].append(np.concatenate([pairs.after, points[q]]))
+        parts["label"].append(np.concatenate([pairs.label, point_progress(len(points))[q] - 1.0]))
+        parts["zero"].append(np.concatenate([pairs.zero, np.zeros(n_goal, bool)]))
+        parts["goal_before"].append(np.concatenate([np.zeros(len(pairs), bool), np.ones(n_goal, bool)]))
     data = {k: np.concatenate(v) for k, v in parts.items()}
     anchor = data["episode"].copy()
     for task in np.unique(task_of_episode):
@@ -70,7 +84,7 @@ def build_hop_dataset(demos: Sequence[Demo], task_ids: Sequence[int], cameras: S
         local = np.searchsorted(members, data["episode"][rows])
         anchor[rows] = members[anchor_episodes(local, len(members), rng, swap_probability)]
     return HopDataset(frames, task_of_episode, data["episode"], data["before"], data["after"], anchor,
-                      data["label"], data["zero"])
+                      data["label"], data["zero"], data["goal_before"])
 
 
 def _shift(images: torch.Tensor, pad: int, gen: torch.Generator) -> torch.Tensor:
@@ -88,6 +102,8 @@ def _batch(data: HopDataset, idx: np.ndarray, cameras: Sequence[str], anchor_cam
     goal = np.stack([data.frames[e][anchor_camera][-1] for e in data.anchor_episode[idx]])
     before = np.stack([np.stack([data.frames[e][c][t] for c in cameras])
                        for e, t in zip(data.episode[idx], data.before[idx], strict=True)])
+    goal_rows = data.goal_before[idx]
+    before[goal_rows] = goal[goal_rows][:, None]
     after = np.stack([np.stack([data.frames[e][c][t] for c in cameras])
                       for e, t in zip(data.episode[idx], data.after[idx], strict=True)])
     return start, goal, before, after
