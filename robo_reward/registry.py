@@ -31,6 +31,7 @@ _REGISTRY: dict[str, str] = {
     "process_delta": "robo_reward.shaping:ProcessRewardDelta",
     "goal_distance": "robo_reward.potentials:GoalDistanceReward",
     "mlp": "robo_reward.models:MLPReward",
+    "gail": "robo_reward.methods.gail:GAILReward",
 }
 _entry_points_loaded = False
 
