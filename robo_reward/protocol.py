@@ -164,7 +164,17 @@ class Reward(abc.ABC):
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
-        """Attach to an env's spaces. Override :meth:`check_spaces` to reject spaces the reward cannot use."""
+        """Attach to an env's spaces. Override :meth:`check_spaces` to reject spaces the reward cannot use.
+
+        A reward already bound (or loaded from a checkpoint) refuses spaces of another shape.
+        """
+        for kind, have, new in (("observation", self.observation_space, observation_space),
+                                ("action", self.action_space, action_space)):
+            if have is not None and not same_shape(have, new):
+                raise SpaceMismatchError(
+                    f"reward '{self.name}' ({type(self).__name__}) was built for {kind} space {have} but the env "
+                    f"has {kind} space {new}; train or load a reward for this env, or wrap the matching env"
+                )
         self.check_spaces(observation_space, action_space)
         self.observation_space, self.action_space, self.num_envs = observation_space, action_space, num_envs
         for child in self.children():
@@ -248,6 +258,17 @@ class SpaceMismatchError(ValueError):
     """A reward was wrapped around an env whose spaces it cannot read."""
 
 
+def same_shape(a: gym.Space, b: gym.Space) -> bool:
+    """Whether two spaces hold values of the same kind and shape (bounds and dtype may differ)."""
+    if type(a) is not type(b):
+        return False
+    if isinstance(a, gym.spaces.Dict):
+        return set(a) == set(b) and all(same_shape(a[k], b[k]) for k in a)  # type: ignore[index]
+    if isinstance(a, gym.spaces.Discrete):
+        return a.n == b.n  # type: ignore[attr-defined]
+    return a.shape == b.shape
+
+
 def check_finite(output: RewardOutput, where: str = "") -> None:
     """Raise :class:`RewardError` naming the offending term if any value is NaN or infinite."""
     if np.isfinite(output.total).all():
@@ -263,15 +284,15 @@ def check_finite(output: RewardOutput, where: str = "") -> None:
 class FunctionReward(Reward):
     """Wraps a batched function ``f(batch) -> (n,) array`` as a stateless reward.
 
-    >>> r = FunctionReward(lambda b: -np.linalg.norm(b.next_obs, axis=1), name="dist")
+    >>> r = FunctionReward(lambda b: -np.linalg.norm(b.next_obs, axis=1), label="dist")
     >>> b = TransitionBatch(np.zeros((2, 2)), np.zeros((2, 1)), np.array([[3., 4.], [0., 0.]]),
     ...                     np.zeros(2), np.zeros(2, bool), np.zeros(2, bool))
     >>> r(b).tolist()
     [-5.0, -0.0]
     """
 
-    def __init__(self, fn: Any, *, name: str = "function") -> None:
-        self.fn, self.name = fn, name
+    def __init__(self, fn: Any, *, label: str = "function") -> None:
+        self.fn, self.name = fn, label
 
     def __call__(self, batch: TransitionBatch) -> np.ndarray:
         return np.asarray(self.fn(batch), dtype=np.float64)

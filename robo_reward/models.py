@@ -1,0 +1,117 @@
+"""Learned reward models on torch, with the per-call overhead kept small.
+
+:class:`TorchReward` is the base for rewards computed by a ``torch.nn.Module``: it builds the module once it knows
+the env's spaces, runs it under ``torch.inference_mode`` on CPU float32 tensors made with ``torch.from_numpy``
+(no copies when the input is already contiguous float32), and saves the module's weights with the run.
+:class:`MLPReward` is the generic r(s, a, s') MLP used by several methods and by the speed benchmark.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from torch import nn
+
+from robo_reward.protocol import Obs, Reward, RewardError, SpaceMismatchError, TransitionBatch
+
+
+def as_tensor(x: np.ndarray) -> torch.Tensor:
+    """A float32 CPU tensor sharing memory with ``x`` where possible."""
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+
+
+def flat(obs: Obs) -> np.ndarray:
+    """Rows of a Box observation flattened to vectors (dict observations are refused with a clear error)."""
+    if isinstance(obs, dict):
+        raise SpaceMismatchError(f"this reward reads flat vector observations, got a dict with keys {sorted(obs)}")
+    return obs.reshape(len(obs), -1)
+
+
+class TorchReward(Reward):
+    """Base for rewards computed by a torch module built from the env's spaces.
+
+    Subclasses implement :meth:`build` (the module, given the spaces) and :meth:`forward` (batch -> tensor of
+    rewards). Learning rewards also override :meth:`update`.
+    """
+
+    module: nn.Module | None = None
+
+    def build(self, observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
+        raise NotImplementedError
+
+    def forward(self, batch: TransitionBatch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
+        super().bind(observation_space, action_space, num_envs)
+        if self.module is None:
+            self.module = self.build(observation_space, action_space)
+
+    def __call__(self, batch: TransitionBatch) -> np.ndarray:
+        if self.module is None:
+            raise RewardError(f"reward '{self.name}' is not bound to an env yet: wrap an env with it first")
+        with torch.inference_mode():
+            return self.forward(batch).numpy().astype(np.float64, copy=False)
+
+    def state_dict(self) -> dict[str, Any]:
+        if self.module is None:
+            raise RewardError(f"reward '{self.name}' has no weights until it is bound to an env")
+        return {"module": self.module.state_dict()}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if self.module is None:
+            raise RewardError(f"bind reward '{self.name}' to an env before loading its weights")
+        try:
+            self.module.load_state_dict(state["module"])
+        except RuntimeError as exc:
+            raise RewardError(f"checkpoint does not match reward '{self.name}': {exc}") from exc
+
+
+class MLPReward(TorchReward):
+    """r(s, a, s') = MLP([s, a, s']) (each input optional), for Box observation and action spaces.
+
+    :param hidden: hidden layer sizes. :param inputs: which of ``obs``, ``action``, ``next_obs`` feed the net.
+    :param seed: seeds the initial weights, so two runs with the same config start from the same model.
+    """
+
+    name = "mlp"
+
+    def __init__(self, *, hidden: Sequence[int] = (64, 64), inputs: Sequence[str] = ("obs", "action", "next_obs"),
+                 seed: int = 0, label: str = "mlp") -> None:
+        bad = set(inputs) - {"obs", "action", "next_obs"}
+        if bad or not inputs:
+            raise ValueError(f"MLPReward inputs must be a non-empty subset of obs, action, next_obs; got {inputs}")
+        self.hidden, self.inputs, self.seed, self.name = tuple(hidden), tuple(inputs), seed, label
+
+    def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
+        for kind, space in (("observation", observation_space), ("action", action_space)):
+            if not isinstance(space, gym.spaces.Box):
+                raise SpaceMismatchError(f"MLPReward needs a Box {kind} space, got {space}")
+
+    def build(self, observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
+        sizes = {"obs": int(np.prod(observation_space.shape)), "next_obs": int(np.prod(observation_space.shape)),
+                 "action": int(np.prod(action_space.shape))}
+        dims = [sum(sizes[k] for k in self.inputs), *self.hidden, 1]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            layers: list[nn.Module] = []
+            for i in range(len(dims) - 1):
+                layers.append(nn.Linear(dims[i], dims[i + 1]))
+                if i < len(dims) - 2:
+                    layers.append(nn.ReLU())
+            net = nn.Sequential(*layers)
+        return net.eval()
+
+    def features(self, batch: TransitionBatch) -> np.ndarray:
+        parts = {"obs": lambda: flat(batch.obs), "action": lambda: batch.action.reshape(batch.num, -1),
+                 "next_obs": lambda: flat(batch.next_obs)}
+        arrays = [parts[k]() for k in self.inputs]
+        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=1)
+
+    def forward(self, batch: TransitionBatch) -> torch.Tensor:
+        assert self.module is not None
+        return self.module(as_tensor(self.features(batch))).squeeze(-1)

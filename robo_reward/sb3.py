@@ -1,0 +1,278 @@
+"""Stable-Baselines3 adapters: a reward ``VecEnvWrapper``, relabelling replay buffers and a logging callback.
+
+* :class:`RewardVecEnvWrapper` pays the reward at step time, once per vector step for all envs. SB3 resets a
+  finished sub-env at once, so s' of a finished episode is ``info["terminal_observation"]`` and
+  ``info["TimeLimit.truncated"]`` tells truncation from termination.
+* :class:`RelabelingReplayBuffer` / :class:`RelabelingDictReplayBuffer` (SAC, TD3, DQN) store the env's own reward
+  untouched and recompute the designed reward of every sampled transition with the current model ("historical
+  patching", Blonde et al., arXiv 2006.16785), so rewards learned online are never stale.
+* :class:`RewardCallback` hands the learner's gamma to the reward, logs each term's per-episode sum, and runs the
+  reward's online ``update`` on the schedule the reward asks for.
+
+Rewards are never added to PPO's advantages in a callback: SB3 computes returns and advantages before
+``on_rollout_end`` and never recomputes them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
+
+from robo_reward.evaluator import RewardEvaluator
+from robo_reward.protocol import Obs, Reward, TransitionBatch
+
+ORIGINAL_REWARD = "original_env_rew"
+
+
+class RewardVecEnvWrapper(VecEnvWrapper):
+    """Pays ``extrinsic_weight * r_env + reward(s, a, s')`` in an SB3 ``VecEnv``.
+
+    Reward models must see raw observations, so a ``VecNormalize`` below this wrapper is refused: put
+    ``VecNormalize`` (an inference-side transform) outside it.
+
+    >>> from stable_baselines3.common.env_util import make_vec_env
+    >>> venv = RewardVecEnvWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0),
+    ...                            {"name": "goal_distance", "delta": [2]}, extrinsic_weight=0.0)
+    >>> obs = venv.reset()
+    >>> obs, rewards, dones, infos = venv.step(np.zeros((2, 1)))
+    >>> bool(np.allclose(rewards, -np.abs(obs[:, 2]))), "reward/goal_distance" in infos[0]
+    (True, True)
+    """
+
+    def __init__(self, venv: VecEnv, reward: Reward | str | Mapping[str, Any], *, extrinsic_weight: float = 1.0,
+                 checkpoint: str | None = None) -> None:
+        inner: Any = venv
+        while isinstance(inner, VecEnvWrapper):
+            if isinstance(inner, RewardVecEnvWrapper):
+                raise ValueError("this VecEnv already has a RewardVecEnvWrapper; combine rewards in one "
+                                 "(e.g. robo_reward.shaping.WeightedSum) instead of stacking two")
+            if isinstance(inner, VecNormalize):
+                raise ValueError("VecNormalize sits below RewardVecEnvWrapper, so the reward would see normalised "
+                                 "observations and rewards; wrap the reward first, then VecNormalize outside it")
+            inner = inner.venv
+        super().__init__(venv)
+        self.evaluator = RewardEvaluator(reward, extrinsic_weight=extrinsic_weight, checkpoint=checkpoint)
+        self.evaluator.bind(venv.observation_space, venv.action_space, venv.num_envs)
+        self._obs: Obs | None = None
+        self._actions: np.ndarray | None = None
+
+    @property
+    def reward(self) -> Reward:
+        return self.evaluator.reward
+
+    def reset(self) -> Obs:
+        obs = self.venv.reset()
+        self.evaluator.reset(obs, np.ones(self.num_envs, dtype=bool))
+        self._obs = obs
+        return obs
+
+    def step_async(self, actions: np.ndarray) -> None:
+        self._actions = actions
+        self.venv.step_async(actions)
+
+    def step_wait(self) -> tuple[Obs, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        if self._obs is None or self._actions is None:
+            raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
+        ended = np.flatnonzero(dones)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        next_obs = obs
+        if ended.size:
+            truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
+            next_obs = _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
+        batch = TransitionBatch(
+            obs=self._obs, action=self._actions, next_obs=next_obs, reward=rewards.astype(np.float64),
+            terminated=np.logical_and(dones, ~truncated), truncated=truncated, infos=infos,
+        )
+        out = self.evaluator.step(batch)
+        names = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        for i, info in enumerate(infos):
+            info[ORIGINAL_REWARD] = float(rewards[i])
+            for key, values in names:
+                info[key] = values[i]
+        if ended.size:
+            self.evaluator.reset(obs, dones.astype(bool))
+        self._obs = obs
+        return obs, out.total.astype(np.float32), dones, infos
+
+
+def _with_rows(obs: Obs, rows: np.ndarray, values: list[Any]) -> Obs:
+    if isinstance(obs, dict):
+        out = {k: v.copy() for k, v in obs.items()}
+        for key in out:
+            out[key][rows] = np.stack([v[key] for v in values])
+        return out
+    out_arr = obs.copy()
+    out_arr[rows] = np.stack(values)
+    return out_arr
+
+
+def find_reward_wrapper(venv: VecEnv) -> RewardVecEnvWrapper | None:
+    """The :class:`RewardVecEnvWrapper` in a VecEnv stack, or None."""
+    inner: Any = venv
+    while isinstance(inner, VecEnvWrapper):
+        if isinstance(inner, RewardVecEnvWrapper):
+            return inner
+        inner = inner.venv
+    return None
+
+
+class _Relabeling:
+    """Shared by both relabelling buffers: keeps r_env in the buffer and recomputes the design at sample time."""
+
+    action_space: gym.Space
+    n_envs: int
+    reward: Reward | None
+    extrinsic_weight: float
+
+    def attach_reward(self, reward: Reward, extrinsic_weight: float = 1.0) -> None:
+        """Use ``reward`` (typically the env wrapper's) for every sampled transition."""
+        self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
+
+    @staticmethod
+    def extrinsic(reward: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:
+        return np.array([info.get(ORIGINAL_REWARD, r) for r, info in zip(reward, infos, strict=True)])
+
+    def env_actions(self, actions: np.ndarray) -> np.ndarray:
+        """SB3 stores Box actions rescaled to [-1, 1]; the reward saw the env's actions, so undo the scaling."""
+        if isinstance(self.action_space, gym.spaces.Box):
+            low, high = self.action_space.low, self.action_space.high
+            return low + 0.5 * (actions + 1.0) * (high - low)
+        return actions
+
+    def designed_rewards(self, obs: Obs, actions: np.ndarray, next_obs: Obs, r_env: np.ndarray,
+                         dones: np.ndarray, timeouts: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+        if self.reward is None:
+            raise RuntimeError("relabelling buffer has no reward: train with RewardCallback (it attaches the "
+                               "RewardVecEnvWrapper's reward) or call buffer.attach_reward(reward)")
+        done, timeout = dones.astype(bool), timeouts.astype(bool)
+        batch = TransitionBatch(obs=obs, action=self.env_actions(actions), next_obs=next_obs,
+                                reward=r_env.astype(np.float64), terminated=done & ~timeout,
+                                truncated=done & timeout, env_ids=env_indices)
+        return self.extrinsic_weight * batch.reward + self.reward.relabel(batch)
+
+
+class RelabelingReplayBuffer(_Relabeling, ReplayBuffer):
+    """SB3 ``ReplayBuffer`` whose sampled rewards are recomputed with the current reward model.
+
+    Pass it as ``SAC(..., replay_buffer_class=RelabelingReplayBuffer)``; :class:`RewardCallback` attaches the
+    env wrapper's reward. ``self.rewards`` keeps the env's own reward.
+    """
+
+    def __init__(self, *args: Any, reward: Reward | None = None, extrinsic_weight: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
+
+    def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
+            done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
+
+    def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        obs = self.observations[batch_inds, env_indices, :]
+        if self.optimize_memory_usage:
+            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :]
+        else:
+            next_obs = self.next_observations[batch_inds, env_indices, :]
+        dones, timeouts = self.dones[batch_inds, env_indices], self.timeouts[batch_inds, env_indices]
+        rewards = self.designed_rewards(obs, self.actions[batch_inds, env_indices, :], next_obs,
+                                        self.rewards[batch_inds, env_indices], dones, timeouts, env_indices)
+        data = (
+            self._normalize_obs(obs, env), self.actions[batch_inds, env_indices, :], self._normalize_obs(next_obs, env),
+            (dones * (1 - timeouts)).reshape(-1, 1),
+            self._normalize_reward(rewards.reshape(-1, 1).astype(np.float32), env),
+        )
+        return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
+
+
+class RelabelingDictReplayBuffer(_Relabeling, DictReplayBuffer):
+    """The dict-observation twin of :class:`RelabelingReplayBuffer` (MultiInputPolicy)."""
+
+    def __init__(self, *args: Any, reward: Reward | None = None, extrinsic_weight: float = 1.0,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
+
+    def add(self, obs: dict[str, np.ndarray], next_obs: dict[str, np.ndarray], action: np.ndarray,
+            reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
+
+    def _get_samples(self, batch_inds: np.ndarray,  # type: ignore[override]
+                     env: VecNormalize | None = None) -> DictReplayBufferSamples:
+        env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
+        obs = {k: v[batch_inds, env_indices] for k, v in self.observations.items()}
+        next_obs = {k: v[batch_inds, env_indices] for k, v in self.next_observations.items()}
+        actions = self.actions[batch_inds, env_indices]
+        dones, timeouts = self.dones[batch_inds, env_indices], self.timeouts[batch_inds, env_indices]
+        rewards = self.designed_rewards(obs, actions, next_obs, self.rewards[batch_inds, env_indices], dones,
+                                        timeouts, env_indices)
+        obs_n, next_n = self._normalize_obs(obs, env), self._normalize_obs(next_obs, env)
+        return DictReplayBufferSamples(
+            observations={k: self.to_torch(v) for k, v in obs_n.items()},  # type: ignore[union-attr]
+            actions=self.to_torch(actions),
+            next_observations={k: self.to_torch(v) for k, v in next_n.items()},  # type: ignore[union-attr]
+            dones=self.to_torch(dones * (1 - timeouts)).reshape(-1, 1),
+            rewards=self.to_torch(self._normalize_reward(rewards.reshape(-1, 1).astype(np.float32), env)),
+        )
+
+
+class RewardCallback(BaseCallback):
+    """Connects the reward to an SB3 learner.
+
+    On training start it passes ``model.gamma`` to the reward (a shaping term configured with another gamma
+    raises) and attaches the reward to a relabelling replay buffer. Every step it sums each ``reward/<term>`` per
+    episode; at each episode end it records the sums (``reward/<term>`` means in the SB3 logger) and appends them
+    to :attr:`episodes`. When the reward asks for it (``update_every``), it runs the reward's online update and
+    logs the metrics under ``reward_update/``.
+    """
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self.episodes: list[dict[str, float]] = []
+        self.wrapper: RewardVecEnvWrapper | None = None
+        self._sums: dict[str, np.ndarray] = {}
+        self._lengths = np.zeros(0)
+
+    def _on_training_start(self) -> None:
+        self.wrapper = find_reward_wrapper(self.training_env)
+        if self.wrapper is None:
+            raise ValueError("RewardCallback found no RewardVecEnvWrapper in the training env; wrap it with "
+                             "robo_reward.RewardVecEnvWrapper(venv, reward)")
+        self.wrapper.reward.set_discount(float(self.model.gamma))  # type: ignore[attr-defined]
+        buffer = getattr(self.model, "replay_buffer", None)
+        if isinstance(buffer, _Relabeling) and buffer.reward is None:
+            buffer.attach_reward(self.wrapper.reward, self.wrapper.evaluator.extrinsic_weight)
+        if not self._sums:
+            self._lengths = np.zeros(self.training_env.num_envs)
+
+    def _on_step(self) -> bool:
+        infos: list[dict[str, Any]] = self.locals["infos"]
+        dones = np.asarray(self.locals["dones"], dtype=bool)
+        for key in infos[0]:
+            if key.startswith("reward/"):
+                self._sums.setdefault(key, np.zeros(len(infos)))
+                self._sums[key] += [info[key] for info in infos]
+        self._lengths += 1
+        for i in np.flatnonzero(dones):
+            episode = {"timestep": float(self.num_timesteps), "env": float(i), "length": float(self._lengths[i])}
+            for key, sums in self._sums.items():
+                episode[key] = float(sums[i])
+                self.logger.record_mean(key, float(sums[i]))
+                sums[i] = 0.0
+            if "is_success" in infos[i]:
+                episode["is_success"] = float(infos[i]["is_success"])
+            self.episodes.append(episode)
+            self._lengths[i] = 0
+        assert self.wrapper is not None
+        if self.wrapper.evaluator.update_due:
+            for key, value in self.wrapper.evaluator.run_update().items():
+                self.logger.record(f"reward_update/{key}", value)
+        return True
