@@ -23,13 +23,20 @@ Pieces, each usable alone (the tests pin them):
 
 Where this small build departs from the paper (reconstructions, see ``specs/lipschitz_gail.md``):
 
-* Inputs are standardised with the *expert* data's mean and std (fixed, saved with the model) instead of running
-  statistics of the replay buffer, so a seeded run is deterministic and ``D`` is a fixed function between updates.
-  The gradient penalty, ``k`` and the DRAGAN/NAGARD noise act on these standardised inputs (units of expert std);
-  actions are mapped to ``[-1, 1]`` from the action space bounds when the reward is bound to an env.
+* Observations are standardised with running statistics of the expert data and of the policy batches ``D`` is
+  trained on (updated only in :meth:`GAILReward.update`, so ``D`` is a fixed function between updates and rewards
+  are recomputed with the current statistics). The gradient penalty, ``k`` and the DRAGAN/NAGARD noise act on
+  these standardised inputs; actions are mapped to ``[-1, 1]`` from the action space bounds when the reward is
+  bound to an env. Standardising with the expert's statistics alone (an option) fails where the expert's states
+  are narrow (InvertedPendulum: std ~0.01): every learner state is then tens of units away, ``D`` saturates there
+  and the reward is flat at ~0.
 * Hidden activations are LeakyReLU(0.1) (the paper fixes layer norm and spectral norm, not the activation).
 * With absorbing states (DAC, :mod:`robo_reward.absorbing`) the action of an absorbing-state transition is zeroed
-  before ``D`` sees it, so the absorbing state earns one learned reward whatever the learner did there.
+  before ``D`` sees it, so the absorbing state earns one learned reward whatever the learner did there. DAC's
+  absorbing state is ``[0, ..., 0, 1]``; where 0 is also the expert's typical state (InvertedPendulum's upright
+  pole), a ``k``-Lipschitz ``D`` could not score ``s_a`` more than ``k`` below the expert, so the minimax reward
+  would pay the learner to terminate. The flag therefore enters ``D`` scaled by ``absorbing_scale`` (10), which
+  lets ``D`` separate ``s_a`` from expert states by up to ``10 k``.
 """
 
 from __future__ import annotations
@@ -74,13 +81,16 @@ class Discriminator(nn.Module):
         spectral_norm: bool = True,
         layer_norm: bool = True,
         absorbing: bool = False,
+        absorbing_scale: float = 10.0,
     ) -> None:
         super().__init__()
         if obs_dim < 1 or act_dim < 1:
             raise ValueError(f"Discriminator needs obs_dim and act_dim >= 1, got {obs_dim} and {act_dim}")
-        self.obs_dim, self.act_dim, self.absorbing = obs_dim, act_dim, absorbing
+        self.obs_dim, self.act_dim, self.absorbing, self.absorbing_scale = obs_dim, act_dim, absorbing, absorbing_scale
         self.register_buffer("obs_mean", torch.zeros(obs_dim))
         self.register_buffer("obs_std", torch.ones(obs_dim))
+        self.register_buffer("obs_var", torch.ones(obs_dim))
+        self.register_buffer("obs_count", torch.zeros((), dtype=torch.float64))
         self.register_buffer("act_low", -torch.ones(act_dim))
         self.register_buffer("act_high", torch.ones(act_dim))
         layers: list[nn.Module] = []
@@ -99,21 +109,32 @@ class Discriminator(nn.Module):
         layer = nn.Linear(n_in, n_out)
         return nn.utils.parametrizations.spectral_norm(layer) if spectral_norm else layer
 
-    def set_normalization(
-        self, obs_mean: np.ndarray, obs_std: np.ndarray, act_low: np.ndarray, act_high: np.ndarray
-    ) -> None:
-        """Fix the input standardisation: ``(s - mean) / std`` and actions mapped from ``[low, high]`` to [-1, 1]."""
-        for name, value in (("obs_mean", obs_mean), ("obs_std", obs_std), ("act_low", act_low), ("act_high", act_high)):
-            getattr(self, name).copy_(torch.as_tensor(np.asarray(value, dtype=np.float32)))
+    def observe(self, obs: torch.Tensor) -> None:
+        """Fold a batch of (non-absorbing) observations into the running mean and variance of the inputs."""
+        if self.absorbing:
+            obs = obs[obs[:, -1] == 0]
+        if len(obs) == 0:
+            return
+        n, count = float(len(obs)), float(self.obs_count)
+        mean, var = obs.mean(0), obs.var(0, unbiased=False)
+        total = count + n
+        delta = mean - self.obs_mean
+        self.obs_mean += delta * n / total
+        self.obs_var.copy_((self.obs_var * count + var * n + delta.pow(2) * count * n / total) / total)
+        self.obs_count.fill_(total)
+        std = self.obs_var.sqrt().clamp(min=1e-2)
+        if self.absorbing:
+            self.obs_mean[-1], std[-1] = 0.0, 1.0
+        self.obs_std.copy_(std)
 
     def features(self, obs: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Standardised ``(s, a)``; with absorbing states, the absorbing flag (last obs entry) passes raw and
-        zeroes the action."""
+        """Standardised ``(s, a)``; with absorbing states, the absorbing flag (last obs entry) enters scaled by
+        ``absorbing_scale`` and zeroes the action."""
         s = (obs - self.obs_mean) / self.obs_std
         a = 2.0 * (act - self.act_low) / (self.act_high - self.act_low) - 1.0
         if self.absorbing:
             flag = obs[:, -1:]
-            s = torch.cat([s[:, :-1], flag], dim=1)
+            s = torch.cat([s[:, :-1], self.absorbing_scale * flag], dim=1)
             a = a * (1.0 - flag)
         return s, a
 
@@ -271,6 +292,9 @@ class GAILReward(Reward):
     :param reward_form: "minimax" (``-log(1 - sigmoid(D) + 1e-8)``) or "logit" (``D``).
     :param absorbing: observations carry the absorbing-state flag of :class:`robo_reward.absorbing.AbsorbingStateWrapper`;
         expert transitions are padded the same way.
+    :param absorbing_scale: scale of the absorbing flag in ``D``'s input (module doc).
+    :param obs_normalization: standardise observations with running statistics of the expert data and every
+        policy batch ``D`` trains on ("running", default) or with the expert data's alone ("expert").
     :param precondition: scale rewards by the pessimistic multiplier of a learned forward model.
     :param precondition_k: ``k_f`` of the multiplier (paper: 9).
     :param seed: seeds the networks, the labels, the penalty points and the minibatches.
@@ -300,6 +324,8 @@ class GAILReward(Reward):
         penalty_noise_std: float = 10.0,
         reward_form: RewardForm = "minimax",
         absorbing: bool = False,
+        absorbing_scale: float = 10.0,
+        obs_normalization: Literal["running", "expert"] = "running",
         precondition: bool = False,
         precondition_k: float = 9.0,
         seed: int = 0,
@@ -322,14 +348,12 @@ class GAILReward(Reward):
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.discriminator = Discriminator(
-                obs_dim, act_dim, hidden, spectral_norm=spectral_norm, layer_norm=layer_norm, absorbing=absorbing
+                obs_dim, act_dim, hidden, spectral_norm=spectral_norm, layer_norm=layer_norm, absorbing=absorbing,
+                absorbing_scale=absorbing_scale,
             )
-        real = self.expert.obs[self.expert.obs[:, -1] == 0] if absorbing else self.expert.obs
-        mean, std = real.mean(0), np.maximum(real.std(0), 1e-2)
-        if absorbing:
-            mean[-1], std[-1] = 0.0, 1.0
-        low, high = np.full(act_dim, -1.0), np.full(act_dim, 1.0)
-        self.discriminator.set_normalization(mean, std, low, high)
+        self.obs_normalization = obs_normalization
+        _check_choice("obs_normalization", obs_normalization, ("running", "expert"))
+        self.discriminator.observe(torch.from_numpy(self.expert.obs))
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
         self.multiplier = None
         if precondition:
@@ -425,6 +449,8 @@ class GAILReward(Reward):
         obs_p, act_p = self._tensors(batch)
         d = self.discriminator
         d.train()
+        if self.obs_normalization == "running":
+            d.observe(obs_p)
         sums: dict[str, float] = {}
         for _ in range(self.d_steps):
             n = min(self.batch_size, len(obs_p))
