@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -78,10 +79,17 @@ def make_reward(name: str, **kwargs: Any) -> Reward:
     The instance remembers ``{"name", "kwargs"}`` as ``reward.spec`` so wrappers can record plain data.
     """
     cls = resolve_reward(name)
+    params = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    valid = sorted(k for k, p in params.items() if k != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown and not accepts_any:
+        raise TypeError(f"reward '{name}' ({cls.__name__}) has no parameter(s) {unknown}; valid: {valid}")
     try:
         reward = cls(**kwargs)
     except TypeError as exc:
-        raise TypeError(f"cannot build reward '{name}' ({cls.__name__}) from {sorted(kwargs)}: {exc}") from exc
+        raise TypeError(f"cannot build reward '{name}' ({cls.__name__}) from {sorted(kwargs)}: {exc}; "
+                        f"valid parameters: {valid}") from exc
     reward.spec = {"name": name, "kwargs": dict(kwargs)}
     return reward
 

@@ -29,6 +29,7 @@ from robo_reward.evaluator import RewardEvaluator
 from robo_reward.protocol import Obs, Reward, TransitionBatch
 
 ORIGINAL_REWARD = "original_env_rew"
+ended_none = np.zeros(0, dtype=np.int64)
 
 
 class RewardVecEnvWrapper(VecEnvWrapper):
@@ -81,26 +82,53 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
-        ended = np.flatnonzero(dones)
+        any_done = bool(dones.any())
+        ended = np.flatnonzero(dones) if any_done else ended_none
         truncated = np.zeros(self.num_envs, dtype=bool)
         next_obs = obs
-        if ended.size:
+        if any_done:
             truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
             next_obs = _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
         batch = TransitionBatch(
             obs=self._obs, action=self._actions, next_obs=next_obs, reward=rewards.astype(np.float64),
-            terminated=np.logical_and(dones, ~truncated), truncated=truncated, infos=infos,
+            terminated=dones & ~truncated if any_done else truncated, truncated=truncated, infos=infos,
         )
         out = self.evaluator.step(batch)
-        names = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        columns = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        columns.append((ORIGINAL_REWARD, rewards.tolist()))
         for i, info in enumerate(infos):
-            info[ORIGINAL_REWARD] = float(rewards[i])
-            for key, values in names:
+            for key, values in columns:
                 info[key] = values[i]
-        if ended.size:
+        if any_done:
             self.evaluator.reset(obs, dones.astype(bool))
         self._obs = obs
         return obs, out.total.astype(np.float32), dones, infos
+
+
+class VecObservationKey(VecEnvWrapper):
+    """Shows the agent one entry of a dict observation; reward wrappers below it still see every entry.
+
+    Rewards that read camera images can then train a state-based policy without the policy's network (or the
+    replay buffer) ever holding the images.
+    """
+
+    def __init__(self, venv: VecEnv, key: str) -> None:
+        space = venv.observation_space
+        if not isinstance(space, gym.spaces.Dict) or key not in space.spaces:
+            keys = list(space.spaces) if isinstance(space, gym.spaces.Dict) else "not a Dict space"
+            raise ValueError(f"policy observation key {key!r} is not in the env's observations ({keys})")
+        super().__init__(venv, observation_space=space[key])
+        self.key = key
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()[self.key]
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i in np.flatnonzero(dones):
+            if "terminal_observation" in infos[i]:
+                infos[i]["terminal_observation"] = infos[i]["terminal_observation"][self.key]
+        return obs[self.key], rewards, dones, infos
 
 
 def _with_rows(obs: Obs, rows: np.ndarray, values: list[Any]) -> Obs:

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Installs robo_reward with its pinned dependencies into .venv and runs the test suite (as CI does).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade "pip>=24"
+.venv/bin/python -m pip install -q -r requirements.lock -e '.[test]'
+export MUJOCO_GL="${MUJOCO_GL:-egl}" PYTHONHASHSEED=0 WANDB_MODE=offline
+.venv/bin/python -m pytest -n 2 --dist loadfile --durations=15 "$@"
