@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 TASKS: dict[str, dict[str, Any]] = {
-    "Pendulum-v1": {"dataset": "pendulum/expert-v0", "expert_steps": 10_000, "steps": 10_000,
+    "Pendulum-v1": {"dataset": "pendulum/expert-v0", "expert_steps": 8_000, "steps": 8_000,
                     "agent_kwargs": {"learning_rate": 1e-3}},
-    "InvertedPendulum-v5": {"dataset": "invertedpendulum/expert-v0", "expert_steps": 10_000, "steps": 15_000,
+    "InvertedPendulum-v5": {"dataset": "invertedpendulum/expert-v0", "expert_steps": 10_000, "steps": 12_000,
                             "agent_kwargs": {}},
 }
 METHODS = ("gail_gp", "gail_nogp", "true_reward", "bc")
