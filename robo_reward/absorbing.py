@@ -45,7 +45,9 @@ class AbsorbingStateWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Turn true termination into a transition to a self-looping absorbing state (DAC); see the module doc.
 
     ``info["absorbing"]`` is True on the extra self-loop step; ``info["terminal_observation_env"]`` keeps the env's
-    real final observation on the step that enters ``s_a``.
+    real final observation on the step that enters ``s_a``. An ``info["episode"]`` written by a ``Monitor`` inside
+    this wrapper is held back to the self-loop step, where the episode ends for the learner, so SB3's episode
+    statistics and ``evaluate_policy`` count each episode once.
     """
 
     def __init__(self, env: gym.Env) -> None:
@@ -55,6 +57,7 @@ class AbsorbingStateWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         self._absorbing_obs = np.zeros(self.observation_space.shape, dtype=np.float32)
         self._absorbing_obs[-1] = 1.0
         self._in_absorbing = False
+        self._held_info: dict[str, Any] = {}
 
     @property
     def absorbing_observation(self) -> np.ndarray:
@@ -64,18 +67,20 @@ class AbsorbingStateWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return np.append(np.asarray(obs, dtype=np.float32), np.float32(0.0))
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
-        self._in_absorbing = False
+        self._in_absorbing, self._held_info = False, {}
         obs, info = self.env.reset(seed=seed, options=options)
         return self._flag(obs), info
 
     def step(self, action: Any) -> tuple[np.ndarray, SupportsFloat, bool, bool, dict[str, Any]]:
         if self._in_absorbing:
             self._in_absorbing = False
-            return self.absorbing_observation, 0.0, False, True, {"absorbing": True}
+            info, self._held_info = {**self._held_info, "absorbing": True}, {}
+            return self.absorbing_observation, 0.0, False, True, info
         obs, reward, terminated, truncated, info = self.env.step(action)
         if terminated:
             self._in_absorbing = True
             info = {**info, "terminal_observation_env": obs}
+            self._held_info = {k: info.pop(k) for k in ("episode", "is_success") if k in info}
             return self.absorbing_observation, reward, False, False, info
         return self._flag(obs), reward, False, truncated, info
 

@@ -73,3 +73,18 @@ def test_expert_padding_matches_wrapper():
         np.testing.assert_array_equal(padded.next_obs[i], nxt)
         assert (padded.reward[i], padded.terminated[i], padded.truncated[i]) == (r, term, trunc)
     np.testing.assert_array_equal(padded.action[3], [0.0])
+
+
+def test_monitor_episode_info_arrives_once_at_the_learner_episode_end():
+    from stable_baselines3.common.monitor import Monitor
+
+    env = AbsorbingStateWrapper(Monitor(Falls()))
+    env.reset(seed=0)
+    infos = []
+    while True:
+        *_, term, trunc, info = env.step(np.array([1.0]))
+        infos.append(info)
+        if term or trunc:
+            break
+    assert ["episode" in i for i in infos] == [False, False, False, True]
+    assert infos[-1]["episode"]["r"] == 3.0 and infos[-1]["episode"]["l"] == 3
