@@ -21,6 +21,9 @@ from robo_reward.methods.forward_model import mlp
 class BCPolicy(nn.Module):
     """MLP policy with outputs squashed into the action space's bounds."""
 
+    low: torch.Tensor
+    high: torch.Tensor
+
     def __init__(self, obs_dim: int, action_space: gym.spaces.Box, hidden: Sequence[int] = (256, 256)) -> None:
         super().__init__()
         self.net = mlp(obs_dim, action_space.shape[0], hidden, slope=0.0)

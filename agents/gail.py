@@ -196,6 +196,7 @@ def build(cfg: GAILConfig) -> tuple[BaseAlgorithm, GAILReward | None, list[BaseC
     venv = make_env(cfg.env_id, seed=cfg.seed, absorbing=absorbing)
     kwargs: dict[str, Any] = {"learning_starts": 1000, "verbose": 0, **cfg.agent_kwargs}
     if cfg.algo == "td3" and "action_noise" not in kwargs:
+        assert isinstance(venv.action_space, gym.spaces.Box)
         dim = venv.action_space.shape[0]
         span = (venv.action_space.high - venv.action_space.low) / 2
         kwargs["action_noise"] = NormalActionNoise(np.zeros(dim), cfg.action_noise * span * np.ones(dim))

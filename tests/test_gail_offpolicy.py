@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from stable_baselines3 import SAC
-
 from robo_reward.agents.experts import rollout
 from robo_reward.agents.gail import GAILConfig, build, make_env, sample_replay, train
+from stable_baselines3 import SAC
+
 from robo_reward.demos import save_npz
 from robo_reward.methods.gail import GAILReward, reward_from_logits
 from robo_reward.sb3 import RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper
@@ -85,7 +85,7 @@ def test_absorbing_transitions_reach_the_buffer_and_are_bootstrapped(tmp_path):
     flags = buffer.observations[:n, 0, -1]
     entering = np.flatnonzero((flags == 0) & (flags_next == 1))
     loops = np.flatnonzero((flags == 1) & (flags_next == 1))
-    assert len(entering) > 0 and len(loops) == len(entering) or len(loops) == len(entering) - 1
+    assert len(entering) > 0 and len(loops) in (len(entering), len(entering) - 1)  # the last loop may be pending
     assert not buffer.dones[entering].any(), "entering the absorbing state is not a terminal transition"
     assert buffer.timeouts[loops].all(), "the absorbing self-loop is a truncation, so it is bootstrapped"
     assert reward is not None and (reward.expert.obs[:, -1] == 1).sum() == 2  # both expert episodes fell

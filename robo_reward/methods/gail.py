@@ -72,6 +72,13 @@ class Discriminator(nn.Module):
     torch.Size([5])
     """
 
+    obs_mean: torch.Tensor
+    obs_std: torch.Tensor
+    obs_var: torch.Tensor
+    obs_count: torch.Tensor
+    act_low: torch.Tensor
+    act_high: torch.Tensor
+
     def __init__(
         self,
         obs_dim: int,
