@@ -100,14 +100,21 @@ def summarise(refs: dict[str, Any]) -> None:
              "| task | expert | random | demo returns (mean) |", "|---|---|---|---|"]
     for task, r in refs.items():
         lines.append(f"| {task} | {r['expert']:.1f} | {r['random']:.1f} | {np.mean(r['demo_returns']):.1f} |")
-    lines += ["", "| task | method | seeds | env steps | final IQM [95% CI] | late IQM [95% CI] | wall s/run |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "| task | method | seeds | env steps | final IQM [95% CI] | late IQM [95% CI] | min final | "
+              "steps to 0.9 (median; runs reaching) | wall s/run |", "|---|---|---|---|---|---|---|---|---|"]
     for (task, method), grp in final.groupby(["task", "method"], sort=False):
         f, late = grp["final_norm"].to_numpy(), grp["late_norm"].to_numpy()
         lo, hi = bootstrap_ci(f)
         llo, lhi = bootstrap_ci(late)
+        reach = []
+        for seed in grp["seed"]:
+            c = curves[(curves.task == task) & (curves.method == method) & (curves.seed == seed)]
+            hit = c[c["norm"] >= 0.9]["timestep"]
+            if len(hit):
+                reach.append(float(hit.min()))
+        to_09 = f"{np.median(reach):.0f} ({len(reach)}/{len(grp)})" if reach else f"- (0/{len(grp)})"
         lines.append(f"| {task} | {method} | {len(grp)} | {int(grp['steps'].max())} | {iqm(f):.3f} [{lo:.3f}, {hi:.3f}] "
-                     f"| {iqm(late):.3f} [{llo:.3f}, {lhi:.3f}] | {grp['wall_s'].mean():.0f} |")
+                     f"| {iqm(late):.3f} [{llo:.3f}, {lhi:.3f}] | {f.min():.3f} | {to_09} | {grp['wall_s'].mean():.0f} |")
     lines += ["", "Permutation test, GAIL+GP vs GAIL without GP (difference of means of the final normalised score, "
               "two-sided, scipy.stats.permutation_test):", ""]
     from scipy.stats import permutation_test
