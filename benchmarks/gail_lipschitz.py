@@ -17,7 +17,6 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-
 from gail_bench import OUT, TASKS
 
 
