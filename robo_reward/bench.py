@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from robo_reward.config import ExperimentConfig
+from robo_reward.config import EVAL_COLUMNS, FINAL_KEYS, ExperimentConfig
 from robo_reward.report import plot_bench
 from robo_reward.stats import bootstrap_ci, iqm, mean_curve, probability_of_improvement
 
@@ -106,7 +106,8 @@ def _curves(out: Path, name: str, metric: str) -> list[tuple[np.ndarray, np.ndar
     curves = []
     for csv in sorted((out / "runs" / name).glob("seed*/eval.csv")):
         ev = pd.read_csv(csv)
-        curves.append((ev["timestep"].to_numpy(), ev[metric].to_numpy()))
+        if metric in ev:
+            curves.append((ev["timestep"].to_numpy(), ev[metric].to_numpy()))
     return curves
 
 
@@ -121,8 +122,8 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
     if res.empty:
         return res
     res.sort_values(["name", "seed"]).to_csv(out / "results.csv", index=False)
-    metric = "success_rate" if designs[0].eval.metric == "success" else "return_mean"
-    final_key = "final_success" if metric == "success_rate" else "final_return"
+    metric = EVAL_COLUMNS[designs[0].eval.metric]
+    final_key = FINAL_KEYS[designs[0].eval.metric]
     baseline = next((d.name for d in designs if not d.reward.terms), designs[0].name)
     curves = {d.name: _curves(out, d.name, metric) for d in designs}
     top = max((s.max() for runs in curves.values() for s, _ in runs if len(s)), default=1.0)
@@ -135,7 +136,9 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
         if r.empty:
             continue
         row: dict[str, Any] = {"design": d.name, "seeds": len(r)}
-        for key in ("final_success", "final_return"):
+        for key in ("final_success", "final_return", "final_progress"):
+            if key not in r:
+                continue
             vals = r[key].astype(float).to_numpy()
             lo, hi = bootstrap_ci(vals)
             row[f"{key}_iqm"], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = iqm(vals), lo, hi
@@ -157,6 +160,10 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
     table.to_csv(out / "summary.csv", index=False)
     (out / "summary.md").write_text(_markdown(table, designs[0], baseline, base_final, final_key))
     plot_bench(out, {k: v for k, v in curves.items() if v}, metric=metric, threshold=designs[0].eval.threshold)
+    if metric != "final_progress" and "final_progress" in res and res["final_progress"].notna().any():
+        progress = {d.name: _curves(out, d.name, "final_progress") for d in designs}
+        plot_bench(out, {k: v for k, v in progress.items() if v}, metric="final_progress",
+                   filename="curves_progress.png")
     return table
 
 
@@ -166,23 +173,28 @@ def _ci(row: pd.Series, key: str) -> str:
 
 def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_final: float,
               final_key: str) -> str:
-    metric = "success" if final_key == "final_success" else "return"
+    metric = final_key.removeprefix("final_")
+    progress = "final_progress_iqm" in table and bool(table["final_progress_iqm"].notna().any())
     lines = [
         f"# Benchmark on `{first.env.id}` ({first.agent.algo}, {first.budget.total_timesteps} env steps per run)", "",
         f"Final {metric} IQM with 95% bootstrap CI over seeds; threshold {first.eval.metric} >= "
         f"{first.eval.threshold}; baseline `{baseline}` (final mean {base_final:.3g}).", "",
-        "| design | seeds | final success | final return | reached threshold | steps to threshold (IQM) "
-        "| steps to baseline's final | fraction of budget | P(improve) | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| design | seeds | final success | final return | " + ("final progress | " if progress else "")
+        + "reached threshold | steps to threshold (IQM) | steps to baseline's final | fraction of budget "
+        "| P(improve) | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if progress else ""),
     ]
     for _, row in table.iterrows():
         frac = row["fraction_of_baseline_steps"]
         lines.append(
             f"| {row['design']} | {row['seeds']} | {_ci(row, 'final_success')} | {_ci(row, 'final_return')} | "
-            f"{row['reached_threshold']} | {_num(row['steps_to_threshold_iqm'])} | "
+            + (f"{_ci(row, 'final_progress')} | " if progress else "")
+            + f"{row['reached_threshold']} | {_num(row['steps_to_threshold_iqm'])} | "
             f"{_num(row['steps_to_baseline_final'])} | {_num(frac, 2)} | {_num(row['p_improve_vs_baseline'], 2)} | "
             f"{row['wall_time_s']:.0f} |")
     lines += ["", "![curves](curves.png)", ""]
+    if progress and metric != "progress":
+        lines += ["![progress](curves_progress.png)", ""]
     return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ Example (``configs/quickstart/reach_shaped.yaml``)::
     env: {id: robo_reward/Reach-v0, n_envs: 4}
     reward:
       terms:
-        - {name: potential_shaping, potential: {name: goal_distance, delta: [0, 1, 2]}}
+        - {name: potential_shaping, potential: {name: goal_distance, delta: [10, 11, 12]}}
     agent: {algo: PPO, kwargs: {n_steps: 256}}
     budget: {total_timesteps: 30000}
 """
@@ -86,11 +86,16 @@ class AgentConfig(_Strict):
     policy: str = "MlpPolicy"
     kwargs: dict[str, Any] = Field(default_factory=dict)
     relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
+    torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
 
 
 class BudgetConfig(_Strict):
     total_timesteps: int = Field(50_000, ge=1)
     checkpoint_every: int = Field(10_000, ge=1)
+
+
+EVAL_COLUMNS = {"success": "success_rate", "return": "return_mean", "progress": "final_progress"}
+FINAL_KEYS = {"success": "final_success", "return": "final_return", "progress": "final_progress"}
 
 
 class EvalConfig(_Strict):
@@ -101,7 +106,7 @@ class EvalConfig(_Strict):
     env_kwargs: dict[str, Any] = Field(default_factory=dict)  # overrides for the eval env (e.g. obs_mode: state)
     n_envs: int = Field(1, ge=1)
     deterministic: bool = True
-    metric: Literal["success", "return"] = "success"
+    metric: Literal["success", "return", "progress"] = "success"  # progress: the env's info["progress"] at the end
     threshold: float = 0.9
 
 
@@ -174,10 +179,7 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
         keys = path.strip().split(".")
         node: Any = data
         for k in keys[:-1]:
-            if isinstance(node, list):
-                node = node[int(k)]
-            else:
-                node = node.setdefault(k, {})
+            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
         last = keys[-1]
         if isinstance(node, list):
             node[int(last)] = parse_value(raw)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import gymnasium as gym
 import numpy as np
 import pandas as pd
 import torch

@@ -9,12 +9,12 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-from robo_reward.config import ExperimentConfig  # noqa: E402
-from robo_reward.stats import mean_curve  # noqa: E402
+from robo_reward.config import ExperimentConfig
+from robo_reward.stats import mean_curve
 
 
 def _fmt(x: Any, digits: int = 3) -> str:
@@ -90,7 +90,7 @@ def write_run_report(run_dir: Path, cfg: ExperimentConfig, summary: Mapping[str,
 
 
 def plot_bench(out: Path, curves: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]], *, metric: str,
-               threshold: float | None = None) -> Path:
+               threshold: float | None = None, filename: str = "curves.png") -> Path:
     """One curve per design: mean over seeds with a 95% bootstrap band, against env steps."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     top = max((steps.max() for runs in curves.values() for steps, _ in runs if len(steps)), default=1.0)
@@ -105,7 +105,7 @@ def plot_bench(out: Path, curves: Mapping[str, Sequence[tuple[np.ndarray, np.nda
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    path = out / "curves.png"
+    path = out / filename
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path

@@ -27,6 +27,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import pandas as pd
+import torch
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -37,7 +38,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from robo_reward.agents_registry import is_off_policy, resolve_algo
 from robo_reward.checkpoint import atomic_write, load_reward_state, save_reward
-from robo_reward.config import EnvConfig, ExperimentConfig, RewardConfig, load_config
+from robo_reward.config import EVAL_COLUMNS, EnvConfig, ExperimentConfig, RewardConfig, load_config
 from robo_reward.protocol import Reward
 from robo_reward.registry import build_reward
 from robo_reward.sb3 import (
@@ -179,6 +180,7 @@ class TrainingRun:
 
     def setup(self) -> None:
         """Create the run folder and a fresh agent."""
+        torch.set_num_threads(self.cfg.agent.torch_threads)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.dump()))
         set_random_seed(self.seed)
@@ -227,6 +229,7 @@ class TrainingRun:
         folder = self.latest_checkpoint()
         if folder is None:
             raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint to resume from")
+        torch.set_num_threads(self.cfg.agent.torch_threads)
         state = json.loads((folder / "state.json").read_text())
         self.seed = int(state["seed"])
         venv = self._build_env()
@@ -254,10 +257,15 @@ class TrainingRun:
         env = self._policy_view(make_vec(env_cfg, seed=10_000 + self.seed + len(self.metrics.eval),
                                          n_envs=self.cfg.eval.n_envs))
         successes: list[float] = []
+        progress: list[float] = []
 
         def on_step(local: dict[str, Any], _: dict[str, Any]) -> None:
-            if local["done"] and "is_success" in local["info"]:
-                successes.append(float(local["info"]["is_success"]))
+            if local["done"]:
+                info = local["info"]
+                if "is_success" in info:
+                    successes.append(float(info["is_success"]))
+                if "progress" in info:
+                    progress.append(float(info["progress"]))
 
         returns, lengths = evaluate_policy(self.model, env, n_eval_episodes=self.cfg.eval.episodes,
                                            deterministic=self.cfg.eval.deterministic, return_episode_rewards=True,
@@ -266,6 +274,7 @@ class TrainingRun:
         row = {"timestep": float(self.model.num_timesteps), "return_mean": float(np.mean(returns)),
                "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
                "success_rate": float(np.mean(successes)) if successes else float("nan"),
+               "final_progress": float(np.mean(progress)) if progress else float("nan"),
                "wall_time": self.wall_time}
         self.metrics.eval.append(row)
         if self._wandb is not None:
@@ -300,11 +309,13 @@ class TrainingRun:
 
     def summary(self) -> dict[str, Any]:
         last = self.metrics.eval[-1]
-        metric = "success_rate" if self.cfg.eval.metric == "success" else "return_mean"
+        metric = EVAL_COLUMNS[self.cfg.eval.metric]
         reached = [r["timestep"] for r in self.metrics.eval if r[metric] >= self.cfg.eval.threshold]
         success = None if np.isnan(last["success_rate"]) else last["success_rate"]
+        progress = last.get("final_progress", float("nan"))
         return {"name": self.cfg.name, "seed": self.seed, "timesteps": int(last["timestep"]),
                 "final_success": success, "final_return": last["return_mean"],
+                "final_progress": None if np.isnan(progress) else progress,
                 "steps_to_threshold": reached[0] if reached else None, "metric": metric,
                 "threshold": self.cfg.eval.threshold, "wall_time": self.wall_time}
 

@@ -109,3 +109,13 @@ def test_listing_commands(capsys) -> None:
     assert main(["rewards"]) == 0
     assert "potential_shaping" in capsys.readouterr().out
     assert main(["envs"]) == 0
+
+
+@pytest.mark.slow
+def test_wandb_offline_files_when_enabled(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = write_config(tmp_path, budget={"total_timesteps": 256, "checkpoint_every": 256},
+                       logging={"progress": False, "wandb": True, "tensorboard": False})
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "w"), "--no-progress"]) == 0
+    runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert runs and any(runs[0].glob("*.wandb"))
