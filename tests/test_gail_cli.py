@@ -65,3 +65,14 @@ def test_core_train_runs_gail_from_the_dataset(pendulum_dataset, tmp_path):
 def test_unknown_config_key_is_named(pendulum_dataset, tmp_path):
     with pytest.raises(SystemExit, match="valid keys"):
         main(["gail", "train", "--env", "Pendulum-v1", "--demos", pendulum_dataset, "--set", "d_evry=5"])
+
+
+@pytest.mark.slow
+def test_gail_runs_from_the_task_suite_dataset(tmp_path):
+    root = tmp_path / "demos"
+    assert main(["collect-demos", "robo_reward/Reach-v0", "--episodes", "2", "--root", str(root)]) == 0
+    out = tmp_path / "run"
+    code = main(["gail", "train", str(CONFIGS / "reach.yaml"), "--set", f"demos={root / 'robo_reward/Reach/expert-v0'}",
+                 "--set", "total_steps=250", "--set", "eval_every=250", "--set", "eval_episodes=1", "--set",
+                 "agent_kwargs={learning_starts: 200}", "--out", str(out)])
+    assert code == 0 and (out / "reward.pt").exists()
