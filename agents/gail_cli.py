@@ -56,6 +56,7 @@ def _expert(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> Any:
     import yaml
+
     from robo_reward.agents.gail import config_from_mapping
 
     data: dict[str, Any] = {}

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from robo_reward.agents.experts import rollout
 from robo_reward.agents.gail import config_from_mapping
-
 from robo_reward.cli import main
 from robo_reward.config import load_config
 from robo_reward.demos import save_minari
