@@ -1,6 +1,6 @@
 """``robo-reward gail``: make expert demos and run off-policy GAIL from any demonstration dataset.
 
-    robo-reward gail expert ENV_ID --dataset ID [--steps N] [--demos 10] [--seed S]
+    robo-reward gail expert ENV_ID --dataset ID [--steps N] [--demos 10] [--seed S] [--root runs/minari]
     robo-reward gail train CONFIG.yaml [--set key=value ...] [--out DIR]
     robo-reward gail train --env ENV_ID --demos SOURCE [--algo sac|td3] [--steps N] [--no-penalty] [--out DIR]
 
@@ -30,6 +30,8 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     expert.add_argument("--steps", type=int, default=10_000, help="SAC training steps of the expert")
     expert.add_argument("--demos", type=int, default=10, help="episodes recorded")
     expert.add_argument("--seed", type=int, default=0)
+    expert.add_argument("--root", default="runs/minari",
+                        help="Minari store to write into (MINARI_DATASETS_PATH; default runs/minari)")
     expert.set_defaults(func=_expert)
 
     train = sub.add_parser("train", help="train SAC/TD3 on the GAIL reward from a demonstration dataset")
@@ -46,10 +48,14 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _expert(args: argparse.Namespace) -> int:
+    import os
+
     from robo_reward.agents.experts import make_expert_dataset
 
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(args.root).resolve())
+
     report = make_expert_dataset(args.env_id, args.dataset, steps=args.steps, n_demos=args.demos, seed=args.seed)
-    print(f"dataset {report.dataset_id}: expert return {report.expert_return:.1f}, random {report.random_return:.1f}, "
+    print(f"dataset {Path(args.root) / report.dataset_id}: expert return {report.expert_return:.1f}, random {report.random_return:.1f}, "
           f"demo returns {[round(r, 1) for r in report.demo_returns]}")
     return 0
 

@@ -6,7 +6,7 @@ same demos, and SAC on the true reward. Normalised score = (return - random) / (
 appended as runs finish (``curves.csv``, ``final.csv``), so a killed run keeps what it has and a rerun skips the
 finished runs; ``results.md`` and ``curves.png`` are rewritten after every run.
 
-    MINARI_DATASETS_PATH=runs/minari python benchmarks/gail_bench.py --seeds 5
+    python benchmarks/gail_bench.py --seeds 5     # demos go to runs/minari (MINARI_DATASETS_PATH)
 """
 
 from __future__ import annotations

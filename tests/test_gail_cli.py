@@ -41,7 +41,8 @@ def test_configs_validate(path):
 @pytest.mark.slow
 def test_gail_train_command_writes_a_run_folder(pendulum_dataset, tmp_path):
     out = tmp_path / "run"
-    code = main(["gail", "train", str(CONFIGS / "pendulum.yaml"), "--set", "total_steps=300", "--set",
+    code = main(["gail", "train", str(CONFIGS / "pendulum.yaml"), "--set", f"demos={pendulum_dataset}", "--set",
+                 "total_steps=300", "--set",
                  "eval_every=300", "--set", "eval_episodes=1", "--set", "agent_kwargs={learning_starts: 200}",
                  "--out", str(out)])
     assert code == 0
@@ -54,7 +55,8 @@ def test_gail_train_command_writes_a_run_folder(pendulum_dataset, tmp_path):
 
 @pytest.mark.slow
 def test_core_train_runs_gail_from_the_dataset(pendulum_dataset, tmp_path):
-    code = main(["train", str(CONFIGS / "pendulum_core.yaml"), "--set", "budget.total_timesteps=300", "--set",
+    code = main(["train", str(CONFIGS / "pendulum_core.yaml"), "--set", f"reward.terms.0.expert={pendulum_dataset}",
+                 "--set", "budget.total_timesteps=300", "--set",
                  "agent.kwargs.learning_starts=200", "--set", "eval.every=300", "--set", "eval.episodes=1",
                  "--set", "logging.progress=false", "--set", "logging.tensorboard=false", "--run-dir",
                  str(tmp_path / "core")])
