@@ -33,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "goal_distance": "robo_reward.potentials:GoalDistanceReward",
     "mlp": "robo_reward.models:MLPReward",
     "dopamine": "robo_reward.methods.dopamine:DopamineReward",
+    "gail": "robo_reward.methods.gail:GAILReward",
 }
 _entry_points_loaded = False
 

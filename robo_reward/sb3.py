@@ -164,6 +164,13 @@ class _Relabeling:
         """Use ``reward`` (typically the env wrapper's) for every sampled transition."""
         self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (SB3's ``save_replay_buffer``) without the reward: it is saved with its own checkpoint, may not
+        pickle (torch parametrizations such as spectral norm refuse), and RewardCallback re-attaches it."""
+        state = self.__dict__.copy()
+        state["reward"] = None
+        return state
+
     @staticmethod
     def extrinsic(reward: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:
         return np.array([info.get(ORIGINAL_REWARD, r) for r, info in zip(reward, infos, strict=True)])

@@ -34,6 +34,11 @@ def test_config_validates(path: Path) -> None:
         cfg = GRMPipelineConfig.model_validate(data)
         gym.spec(cfg.env_id)
         return
+    if "demos" in data and "env_id" in data:  # `robo-reward gail train` configs (robo_reward.agents.gail)
+        from robo_reward.agents.gail import config_from_mapping
+
+        gym.spec(config_from_mapping(data).env_id)
+        return
     cfg = load_config(path)
     gym.spec(cfg.env.id)
     missing = [p for p in _artefacts(data.get("reward", {})) if not (ROOT / p).exists()]
