@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robo_reward.demos import load_transitions
+from robo_reward.datasets import load_transitions
 from robo_reward.methods.forward_model import mlp
 
 

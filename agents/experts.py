@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from stable_baselines3 import SAC
 
-from robo_reward.demos import save_minari
+from robo_reward.datasets import save_minari
 
 Policy = Callable[[np.ndarray], np.ndarray]
 

@@ -51,7 +51,7 @@ class GAILConfig:
     """One off-policy GAIL (or true-reward) run.
 
     :param env_id: Gymnasium id of a continuous-control task with flat Box observations.
-    :param demos: demonstration source (Minari dataset id or folder, ``.npz``; :mod:`robo_reward.demos`).
+    :param demos: demonstration source (Minari dataset id or folder, ``.npz``; :mod:`robo_reward.datasets`).
     :param max_demos: expert episodes used (the benchmark uses <= 10).
     :param reward: "gail" (discriminator reward) or "env" (the env's own reward, same learner).
     :param algo: "sac" or "td3".
@@ -91,7 +91,7 @@ class GAILConfig:
         if self.algo not in ALGOS:
             raise ValueError(f"GAILConfig.algo must be one of {sorted(ALGOS)}, got {self.algo!r}")
         if self.reward == "gail" and not self.demos:
-            raise ValueError("GAILConfig.demos is empty; a GAIL run needs expert demonstrations (see robo_reward.demos)")
+            raise ValueError("GAILConfig.demos is empty; a GAIL run needs expert demonstrations (see robo_reward.datasets)")
         bad = {"update_every", "batch_size", "d_steps", "absorbing", "expert", "seed"} & set(self.reward_kwargs)
         if bad:
             raise ValueError(f"set {sorted(bad)} through GAILConfig (d_every, d_batch, d_steps, absorbing, demos, "

@@ -6,7 +6,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from robo_reward.demos import (
+from robo_reward.datasets import (
     dataset_reference_scores,
     episodes_to_transitions,
     load_episodes,

@@ -12,7 +12,7 @@ from robo_reward.agents.experts import rollout
 from robo_reward.agents.gail import config_from_mapping
 from robo_reward.cli import main
 from robo_reward.config import load_config
-from robo_reward.demos import save_minari
+from robo_reward.datasets import save_minari
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "gail"
 

@@ -83,7 +83,7 @@ class GAILReward(Reward):
     Stateless: the reward of a transition depends on ``(s, a)`` and the current ``D`` only, so a relabelling
     replay buffer recomputes every sampled reward with the current ``D`` (historical patching).
 
-    :param expert: the expert transitions: a demonstration source (:mod:`robo_reward.demos`: Minari dataset id or
+    :param expert: the expert transitions: a demonstration source (:mod:`robo_reward.datasets`: Minari dataset id or
         folder, ``.npz``) or a :class:`TransitionBatch`.
     :param max_expert_episodes: use the first episodes of the source only (``None``: all).
     :param hidden: discriminator hidden widths (paper: 100-100).
@@ -178,7 +178,7 @@ class GAILReward(Reward):
         if isinstance(expert, TransitionBatch):
             batch = expert
         else:
-            from robo_reward.demos import load_transitions
+            from robo_reward.datasets import load_transitions
 
             batch = load_transitions(expert, max_episodes=max_episodes)
         if not isinstance(batch.obs, np.ndarray) or batch.obs.ndim != 2:
