@@ -41,7 +41,12 @@ from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 from robo_reward.absorbing import AbsorbingStateWrapper
 from robo_reward.methods.gail import GAILReward
 from robo_reward.protocol import TransitionBatch
-from robo_reward.sb3 import RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper
+from robo_reward.sb3 import (
+    RelabelingDictReplayBuffer,
+    RelabelingReplayBuffer,
+    RewardCallback,
+    RewardVecEnvWrapper,
+)
 
 ALGOS: dict[str, type[BaseAlgorithm]] = {"sac": SAC, "td3": TD3}
 
@@ -100,22 +105,9 @@ class GAILConfig:
 
 def sample_replay(buffer: ReplayBuffer, n: int, rng: np.random.Generator) -> TransitionBatch:
     """``n`` stored transitions drawn uniformly, as the env produced them (env-range actions, env reward)."""
-    upper = buffer.buffer_size if buffer.full else buffer.pos
-    if upper == 0:
-        raise RuntimeError("the replay buffer is empty; update the discriminator after learning_starts")
-    idx = rng.integers(0, upper, n)
-    env = rng.integers(0, buffer.n_envs, n)
-    timeouts = buffer.timeouts[idx, env].astype(bool)
-    dones = buffer.dones[idx, env].astype(bool)
-    space = buffer.action_space
-    actions = buffer.actions[idx, env]
-    if isinstance(space, gym.spaces.Box):
-        actions = space.low + 0.5 * (actions + 1.0) * (space.high - space.low)
-    return TransitionBatch(
-        obs=buffer.observations[idx, env], action=actions, next_obs=buffer.next_observations[idx, env],
-        reward=buffer.rewards[idx, env].astype(np.float64), terminated=dones & ~timeouts, truncated=dones & timeouts,
-        env_ids=env,
-    )
+    if not isinstance(buffer, (RelabelingReplayBuffer, RelabelingDictReplayBuffer)):
+        raise TypeError(f"GAIL needs the core's relabelling replay buffer, got {type(buffer).__name__}")
+    return buffer.sample_transitions(n, rng)
 
 
 class DiscriminatorCallback(BaseCallback):

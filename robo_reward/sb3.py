@@ -157,8 +157,15 @@ class _Relabeling:
 
     action_space: gym.Space
     n_envs: int
+    buffer_size: int
+    pos: int
+    full: bool
     reward: Reward | None
     extrinsic_weight: float
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    timeouts: np.ndarray
 
     def attach_reward(self, reward: Reward, extrinsic_weight: float = 1.0) -> None:
         """Use ``reward`` (typically the env wrapper's) for every sampled transition."""
@@ -182,15 +189,29 @@ class _Relabeling:
             return low + 0.5 * (actions + 1.0) * (high - low)
         return actions
 
-    def designed_rewards(self, obs: Obs, actions: np.ndarray, next_obs: Obs, r_env: np.ndarray,
-                         dones: np.ndarray, timeouts: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+    def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
+        raise NotImplementedError
+
+    def stored(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> TransitionBatch:
+        """Stored transitions as the env produced them: raw observations, env-range actions, the env's reward."""
+        obs, next_obs = self._observations(batch_inds, env_indices)
+        done = self.dones[batch_inds, env_indices].astype(bool)
+        timeout = self.timeouts[batch_inds, env_indices].astype(bool)
+        return TransitionBatch(obs=obs, action=self.env_actions(self.actions[batch_inds, env_indices]),
+                               next_obs=next_obs, reward=self.rewards[batch_inds, env_indices].astype(np.float64),
+                               terminated=done & ~timeout, truncated=done & timeout, env_ids=env_indices)
+
+    def sample_transitions(self, n: int, rng: np.random.Generator) -> TransitionBatch:
+        """``n`` stored transitions drawn uniformly (e.g. a discriminator's policy batch)."""
+        upper = self.buffer_size if self.full else self.pos
+        if upper == 0:
+            raise RuntimeError("the replay buffer is empty; sample after learning_starts")
+        return self.stored(rng.integers(0, upper, n), rng.integers(0, self.n_envs, n))
+
+    def designed_rewards(self, batch: TransitionBatch) -> np.ndarray:
         if self.reward is None:
             raise RuntimeError("relabelling buffer has no reward: train with RewardCallback (it attaches the "
                                "RewardVecEnvWrapper's reward) or call buffer.attach_reward(reward)")
-        done, timeout = dones.astype(bool), timeouts.astype(bool)
-        batch = TransitionBatch(obs=obs, action=self.env_actions(actions), next_obs=next_obs,
-                                reward=r_env.astype(np.float64), terminated=done & ~timeout,
-                                truncated=done & timeout, env_ids=env_indices)
         return self.extrinsic_weight * batch.reward + self.reward.relabel(batch)
 
 
@@ -210,19 +231,20 @@ class RelabelingReplayBuffer(_Relabeling, ReplayBuffer):
             done: np.ndarray, infos: list[dict[str, Any]]) -> None:
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
 
+    def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
+        if self.optimize_memory_usage:
+            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices]
+        else:
+            next_obs = self.next_observations[batch_inds, env_indices]
+        return self.observations[batch_inds, env_indices], next_obs
+
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        obs = self.observations[batch_inds, env_indices, :]
-        if self.optimize_memory_usage:
-            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :]
-        else:
-            next_obs = self.next_observations[batch_inds, env_indices, :]
-        dones, timeouts = self.dones[batch_inds, env_indices], self.timeouts[batch_inds, env_indices]
-        rewards = self.designed_rewards(obs, self.actions[batch_inds, env_indices, :], next_obs,
-                                        self.rewards[batch_inds, env_indices], dones, timeouts, env_indices)
+        batch = self.stored(batch_inds, env_indices)
+        rewards = self.designed_rewards(batch)
         data = (
-            self._normalize_obs(obs, env), self.actions[batch_inds, env_indices, :], self._normalize_obs(next_obs, env),
-            (dones * (1 - timeouts)).reshape(-1, 1),
+            self._normalize_obs(batch.obs, env), self.actions[batch_inds, env_indices],
+            self._normalize_obs(batch.next_obs, env), batch.terminated.astype(np.float32).reshape(-1, 1),
             self._normalize_reward(rewards.reshape(-1, 1).astype(np.float32), env),
         )
         return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
@@ -240,21 +262,21 @@ class RelabelingDictReplayBuffer(_Relabeling, DictReplayBuffer):
             reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]) -> None:
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
 
+    def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
+        return ({k: v[batch_inds, env_indices] for k, v in self.observations.items()},
+                {k: v[batch_inds, env_indices] for k, v in self.next_observations.items()})
+
     def _get_samples(self, batch_inds: np.ndarray,  # type: ignore[override]
                      env: VecNormalize | None = None) -> DictReplayBufferSamples:
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        obs = {k: v[batch_inds, env_indices] for k, v in self.observations.items()}
-        next_obs = {k: v[batch_inds, env_indices] for k, v in self.next_observations.items()}
-        actions = self.actions[batch_inds, env_indices]
-        dones, timeouts = self.dones[batch_inds, env_indices], self.timeouts[batch_inds, env_indices]
-        rewards = self.designed_rewards(obs, actions, next_obs, self.rewards[batch_inds, env_indices], dones,
-                                        timeouts, env_indices)
-        obs_n, next_n = self._normalize_obs(obs, env), self._normalize_obs(next_obs, env)
+        batch = self.stored(batch_inds, env_indices)
+        rewards = self.designed_rewards(batch)
+        obs_n, next_n = self._normalize_obs(batch.obs, env), self._normalize_obs(batch.next_obs, env)
         return DictReplayBufferSamples(
             observations={k: self.to_torch(v) for k, v in obs_n.items()},  # type: ignore[union-attr]
-            actions=self.to_torch(actions),
+            actions=self.to_torch(self.actions[batch_inds, env_indices]),
             next_observations={k: self.to_torch(v) for k, v in next_n.items()},  # type: ignore[union-attr]
-            dones=self.to_torch(dones * (1 - timeouts)).reshape(-1, 1),
+            dones=self.to_torch(batch.terminated.astype(np.float32)).reshape(-1, 1),
             rewards=self.to_torch(self._normalize_reward(rewards.reshape(-1, 1).astype(np.float32), env)),
         )
 
