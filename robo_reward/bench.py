@@ -66,14 +66,16 @@ def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: in
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     designs = with_baseline(designs)
-    plan: list[tuple[ExperimentConfig, int, Path]] = []
-    for d in designs:
-        for seed in (range(seeds) if seeds is not None else d.seeds):
-            plan.append((d, int(seed), out / "runs" / d.name / f"seed{seed}"))
+    plan: list[tuple[int, int, ExperimentConfig, int, Path]] = []
+    for order, d in enumerate(designs):
+        for rank, seed in enumerate(range(seeds) if seeds is not None else d.seeds):
+            plan.append((rank, order, d, int(seed), out / "runs" / d.name / f"seed{seed}"))
+    # Seed-major order: a benchmark stopped early still has every design at its first seeds.
+    plan.sort(key=lambda p: p[:2])
     (out / "designs.json").write_text(json.dumps([d.model_dump(mode="json") for d in designs], indent=1))
     done: list[dict[str, Any]] = []
     todo = []
-    for d, seed, run_dir in plan:
+    for _, _, d, seed, run_dir in plan:
         summary = run_dir / "summary.json"
         if summary.exists():
             done.append(json.loads(summary.read_text()))
