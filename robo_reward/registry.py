@@ -31,6 +31,9 @@ _REGISTRY: dict[str, str] = {
     "process_delta": "robo_reward.shaping:ProcessRewardDelta",
     "goal_distance": "robo_reward.potentials:GoalDistanceReward",
     "mlp": "robo_reward.models:MLPReward",
+    "byol_explore": "robo_reward.methods.byol_hindsight:BYOLExplore",
+    "byol_hindsight": "robo_reward.methods.byol_hindsight:BYOLHindsight",
+    "rnd": "robo_reward.methods.rnd:RND",
 }
 _entry_points_loaded = False
 
