@@ -51,7 +51,7 @@ from robo_reward.methods.byol_model import (
     Sequences,
     WorldModel,
     WorldModelTrainer,
-    infonce_against_bank,
+    infonce,
     normalized_l2,
 )
 from robo_reward.methods.curiosity import (
@@ -62,7 +62,7 @@ from robo_reward.methods.curiosity import (
     action_features,
     split_by_env,
 )
-from robo_reward.protocol import Obs, RewardError, SpaceMismatchError, TransitionBatch, obs_len
+from robo_reward.protocol import Obs, RewardError, TransitionBatch, obs_len
 
 
 class BYOLExplore(IntrinsicReward):
@@ -153,8 +153,7 @@ class BYOLExplore(IntrinsicReward):
     def _step_terms(self, b: torch.Tensor, b_next: torch.Tensor, action: torch.Tensor,
                     target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Per-prediction reward terms at step time, (n*K,) each; Hindsight adds the invariance term."""
-        pred, _ = self._require_model().predict(b, b_next, action, target, None)
-        return normalized_l2(pred, target), {}
+        return normalized_l2(self._require_model().predictor(b_next), target), {}
 
     def raw_reward(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         model = self._require_model()
@@ -273,54 +272,38 @@ class BYOLHindsight(BYOLExplore):
     :param inv_weight: lambda_inv, weight of the invariance term in the loss and in the reward.
     :param critic_lr: the critic's learning rate (default: ``lr``).
     :param critic_steps: critic ascent steps per world-model step (the critic leads the game).
-    :param block: InfoNCE block size (negatives per tuple + 1) in training; also the size of the step-time bank.
+    :param negatives: other tuples' codes scored against each tuple's context (InfoNCE negatives).
+    :param bank: codes kept from the last update to serve as negatives for the step-time l_inv.
     """
 
     name = "byol_hindsight"
     hindsight = True
 
-    def __init__(self, *, z_dim: int = 16, inv_weight: float = 0.1, critic_lr: float | None = None,
-                 critic_steps: int = 2, block: int = 128, conditional: bool | None = None, **kwargs: Any) -> None:
+    def __init__(self, *, z_dim: int = 16, inv_weight: float = 1.0, critic_lr: float | None = None,
+                 critic_steps: int = 1, negatives: int = 15, bank: int = 512, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        if inv_weight < 0 or block < 2:
-            raise ValueError(f"inv_weight must be >= 0 and block >= 2, got {inv_weight} and {block}")
+        if inv_weight < 0 or negatives < 1 or bank < negatives or critic_steps < 1:
+            raise ValueError(f"need inv_weight >= 0, negatives >= 1, bank >= negatives and critic_steps >= 1; got "
+                             f"{inv_weight}, {negatives}, {bank}, {critic_steps}")
         self.sizes.update(z_dim=int(z_dim))
-        self.inv_weight, self.critic_lr, self.block = float(inv_weight), critic_lr, int(block)
-        self.critic_steps, self._conditional = int(critic_steps), conditional
-        self.conditional = bool(conditional)
-        self.bank_size = int(block) * 8 - 1
-        self.bank_groups = torch.zeros(0, dtype=torch.long)
+        self.inv_weight, self.critic_lr, self.critic_steps = float(inv_weight), critic_lr, int(critic_steps)
+        self.negatives, self.bank_size = int(negatives), int(bank)
         self.bank = torch.zeros(0, int(z_dim))
-
-    def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
-        super().check_spaces(observation_space, action_space)
-        if self._conditional and not isinstance(action_space, gym.spaces.Discrete):
-            raise SpaceMismatchError(f"action-conditional invariance needs a Discrete action space, got {action_space};"
-                                     " pass conditional=False for the joint I(Z; (b, a))")
-
-    def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
-        if self._conditional is None:
-            self.conditional = isinstance(action_space, gym.spaces.Discrete)
-        super().bind(observation_space, action_space, num_envs)
 
     def _trainer_kwargs(self) -> dict[str, Any]:
         return {"inv_weight": self.inv_weight, "critic_lr": self.critic_lr, "critic_steps": self.critic_steps,
-                "block": self.block, "conditional": self.conditional}
+                "negatives": self.negatives}
 
     def _step_terms(self, b: torch.Tensor, b_next: torch.Tensor, action: torch.Tensor,
                     target: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         model = self._require_model()
-        noise = torch.randn(len(b), self.sizes["z_dim"], generator=self.rng)
-        pred, z = model.predict(b, b_next, action, target, noise)
-        rec = normalized_l2(pred, target)
+        z = model.hindsight_code(b, action, target, torch.randn(len(b), self.sizes["z_dim"], generator=self.rng))
+        rec = normalized_l2(model.reconstruct(b_next, action, z), target)
         inv = torch.zeros_like(rec)
-        if len(self.bank) and z is not None:
-            context = torch.cat([b, action, b_next], -1)
-            feats, code = model.critic_features(context, z)
-            groups, bank_groups = None, None
-            if self.conditional:
-                groups, bank_groups = model.action_groups(context), self.bank_groups
-            inv = infonce_against_bank(feats, code, model.critic_code(self.bank), groups, bank_groups)
+        if len(self.bank) >= self.negatives:
+            pick = torch.randint(len(self.bank), (len(z), self.negatives), generator=self.rng)
+            codes = torch.cat([z[:, None], self.bank[pick]], 1)
+            inv = infonce(model.critic_scores(torch.cat([b_next, action], -1), codes))
         return rec + self.inv_weight * inv, {"rec": rec, "inv": inv}
 
     def _after_update(self, chunks: Sequences) -> None:
@@ -329,15 +312,12 @@ class BYOLHindsight(BYOLExplore):
             pick = torch.randperm(len(chunks.valid), generator=self.rng)[: 2 * self.chunk_batch]
             part = chunks.rows(pick)
             roll = model.rollout(part, model.beliefs(part), self.rng)
-        if roll.z is not None and roll.context is not None and len(roll.z):
-            keep = torch.randperm(len(roll.z), generator=self.rng)[: self.bank_size]
-            self.bank = roll.z[keep].clone()
-            self.bank_groups = model.action_groups(roll.context[keep])
+        if roll.z is not None and len(roll.z):
+            self.bank = roll.z[torch.randperm(len(roll.z), generator=self.rng)[: self.bank_size]].clone()
 
     def state_dict(self) -> dict[str, Any]:
-        return dict(super().state_dict(), bank=self.bank.clone(), bank_groups=self.bank_groups.clone())
+        return dict(super().state_dict(), bank=self.bank.clone())
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         super().load_state_dict(state)
         self.bank = torch.as_tensor(state["bank"]).clone()
-        self.bank_groups = torch.as_tensor(state["bank_groups"]).clone()

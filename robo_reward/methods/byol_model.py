@@ -6,15 +6,27 @@ b_{t,k} = h_o(b_{t,k-1}, a_{t+k-1}) (b_{t,0} = b_t) that sees only actions; a pr
 target embedding of o_{t+k}. The loss of one prediction is the normalised L2
 l(t, k) = || g^(b_{t,k}) - sg(f^_phi(o_{t+k})) ||^2 = 2 - 2 cos, averaged over t and k = 1..K.
 
-BYOL-Hindsight (Jarrett et al., ICML 2023, arXiv 2211.10515, Algorithm 2) replaces g by a reconstructor
-f(b_{t,k}, a, Z) fed a hindsight code Z ~ p(Z | b_{t,k-1}, a_{t+k-1}, w_{t+k}, eps) drawn by a generator that sees
-the *target* embedding of the realised future. A critic c(b, a, Z) scores the InfoNCE estimate
-L_inv = mean_j [c(x_j, Z_j) - log mean_k exp c(x_j, Z_k)] of I(Z; (b, a)). The world model (encoder, GRUs,
-generator, reconstructor) minimises L_rec + lambda * L_inv; the critic *maximises* L_inv. The game is played
-with two optimisers and opposite signs (a single optimiser over all parameters lets the critic lower its own
-estimate, so Z may copy the future and every prediction error vanishes: spec pitfall 1). The critic is the raw
-bilinear score phi(b, a)^T psi(Z), with no sigmoid (pitfall 2). Negatives are drawn within random blocks of the
-batch (``block`` tuples), which bounds the estimate by log(block).
+BYOL-Hindsight (Jarrett et al., ICML 2023, arXiv 2211.10515, Algorithm 2) adds a reconstructor f(b_{t,k}, a, Z)
+fed a hindsight code Z ~ p(Z | b_{t,k-1}, a_{t+k-1}, w_{t+k}, eps) from a generator that sees the *target*
+embedding of the realised future, and a critic c(b, a, Z) scoring the InfoNCE estimate
+L_inv = mean_j [c(x_j, Z_j) - log mean_k exp c(x_j, Z_k)] of I(Z; (b, a)), the negatives Z_k being other tuples'
+codes paired with the fixed x_j = (b_j, a_j). The world model minimises L_rec + lambda * L_inv; the critic
+*maximises* L_inv, with its own optimiser (a single optimiser over all parameters lets the critic lower its own
+estimate, so Z copies the future and every prediction error vanishes: spec pitfall 1). Scores are raw: no
+sigmoid (pitfall 2).
+
+Reconstructions where the papers are silent, each chosen after the simpler form failed in our trials:
+
+* The critic reads a code through the reconstructor: c(x_j, Z) = -s * || f^(b_j, a_j, Z) - g_c^(b_j) ||^2, with
+  g_c the critic's own Z-free predictor of the target embedding and s > 0 a learned scale. A code that lets the
+  reconstructor rebuild the *predictable* part of the future matches g_c and is exposed; noise is not
+  predictable by g_c and passes. A separate phi(b, a)^T psi(Z) critic was fooled: the generator hid what the
+  reconstructor used in directions the critic network had not yet learned to read.
+* The representation (encoder, GRUs) learns from BYOL-Explore's Z-free loss through g, and the hindsight heads sit
+  on it with the belief detached. Trained through a reconstruction that Z can shortcut, the BYOL representation
+  collapsed (all embeddings parallel, every error ~0).
+* The world model pays lambda * max(L_inv, 0): the InfoNCE bound is unbounded below, and a world model allowed to
+  drive it negative did so by spoiling its own reconstructions.
 """
 
 from __future__ import annotations
@@ -93,11 +105,13 @@ class Sequences:
 
 @dataclass
 class Rollout:
-    """Per-(start row, horizon) results of :meth:`WorldModel.rollout`: (E, T, K) tensors and, for Hindsight, the
-    InfoNCE tuples of the scored predictions: the critic's context x = [b_{t,k-1}, a, b_{t,k}] (detached), the
-    code Z and the target embedding (for the critic's auxiliary predictor)."""
+    """Per-(start row, horizon) results of :meth:`WorldModel.rollout`, (E, T, K) tensors: the prediction losses
+    that are paid as reward (``rec``: g's for Explore, the reconstructor's for Hindsight), the Z-free losses of g
+    that train the representation (``byol``) and their mask; for Hindsight also the scored tuples: the critic's
+    context x = [b_{t,k}, a] (detached), the code Z and the target embedding."""
 
     rec: torch.Tensor
+    byol: torch.Tensor
     mask: torch.Tensor
     context: torch.Tensor | None = None
     z: torch.Tensor | None = None
@@ -105,16 +119,20 @@ class Rollout:
 
 
 class WorldModel(nn.Module):
-    init_log_std = -3.0
-    """Encoders, closed- and open-loop GRUs and either BYOL-Explore's predictor or BYOL-Hindsight's heads.
+    """Encoders, closed- and open-loop GRUs, BYOL-Explore's predictor and (``hindsight``) BYOL-Hindsight's heads.
+
+    The generator outputs a Gaussian N(mu, sigma^2) (sigma <= 1) sampled as Z = mu + sigma * eps; it starts at
+    mu = 0 and a small sigma, so Z carries nothing until reconstruction pays for it.
 
     :param obs_dim: input width (after :class:`~robo_reward.methods.curiosity.ObsEncoder`).
-    :param act_dim: action feature width. :param hindsight: build the generator/reconstructor/critic.
-    :param horizon: K, the open-loop depth. Other sizes follow the spec's small CPU build.
+    :param act_dim: action feature width. :param hindsight: build the generator, reconstructor and critic.
+    :param horizon: K, the open-loop depth. Sizes default to the spec's small CPU build.
     """
 
-    def __init__(self, obs_dim: int, act_dim: int, *, hindsight: bool, horizon: int = 3, hidden: int = 256,
-                 embed: int = 64, belief: int = 128, z_dim: int = 16, critic_dim: int = 64) -> None:
+    init_log_std = -3.0
+
+    def __init__(self, obs_dim: int, act_dim: int, *, hindsight: bool, horizon: int = 3, hidden: int = 128,
+                 embed: int = 32, belief: int = 64, z_dim: int = 16) -> None:
         super().__init__()
         if horizon < 1:
             raise ValueError(f"open-loop horizon K must be >= 1, got {horizon}")
@@ -127,22 +145,21 @@ class WorldModel(nn.Module):
         self.target_encoder = copy.deepcopy(self.encoder).requires_grad_(False)
         self.closed = nn.GRUCell(embed + act_dim, belief)
         self.open = nn.GRUCell(act_dim, belief)
+        self.predictor = mlp([belief, hidden, hidden, embed])
         if hindsight:
             self.generator = mlp([belief + act_dim + embed, hidden, hidden, 2 * z_dim])
             nn.init.zeros_(self.generator[-1].weight)
-            nn.init.constant_(self.generator[-1].bias[z_dim:], self.init_log_std)
             nn.init.zeros_(self.generator[-1].bias[:z_dim])
+            nn.init.constant_(self.generator[-1].bias[z_dim:], self.init_log_std)
             self.reconstructor = mlp([belief + act_dim + z_dim, hidden, hidden, embed])
-            self.critic_context = mlp([belief + act_dim + embed, hidden, critic_dim])
-            self.critic_code = mlp([z_dim, hidden, critic_dim])
-        self.predictor = mlp([belief, hidden, hidden, embed])
+            self.critic_predictor = mlp([belief, hidden, hidden, embed])
+            self.critic_log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
 
     # -- parameter groups of the min-max game ---------------------------------------------------------------
     def critic_parameters(self) -> Iterator[nn.Parameter]:
         if self.hindsight:
-            yield from self.critic_context.parameters()
-            yield from self.critic_code.parameters()
-            yield from self.predictor.parameters()
+            yield self.critic_log_scale
+            yield from self.critic_predictor.parameters()
 
     def world_parameters(self) -> Iterator[nn.Parameter]:
         skip = {id(p) for p in self.critic_parameters()} | {id(p) for p in self.target_encoder.parameters()}
@@ -166,38 +183,30 @@ class WorldModel(nn.Module):
             prev_action = w.new_zeros(*w.shape[:-1], self.act_dim)
         return self.closed(torch.cat([w, prev_action], -1), belief)
 
-    def predict(self, b_prev: torch.Tensor, b_next: torch.Tensor, action: torch.Tensor, target: torch.Tensor,
-                noise: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The prediction of the target embedding at b_next = h_o(b_prev, a), and Hindsight's code Z."""
-        if not self.hindsight:
-            return self.predictor(b_next), None
-        if noise is None:
-            raise ValueError("BYOL-Hindsight's generator needs noise eps ~ N(0, I)")
+    def hindsight_code(self, b_prev: torch.Tensor, action: torch.Tensor, target: torch.Tensor,
+                       noise: torch.Tensor) -> torch.Tensor:
+        """Z = mu + sigma * eps from the generator p(Z | b_{t,k-1}, a, w_{t+k}) (belief detached)."""
         mean, log_std = self.generator(torch.cat([b_prev.detach(), action, target], -1)).chunk(2, -1)
-        z = mean + log_std.clamp(-5.0, 0.0).exp() * noise
-        return self.reconstructor(torch.cat([b_next, action, z], -1)), z
+        return mean + log_std.clamp(-5.0, 0.0).exp() * noise
 
-    def action_groups(self, context: torch.Tensor) -> torch.Tensor:
-        """The discrete action of each critic context (its one-hot block), for action-conditional InfoNCE."""
-        return context[:, self.belief_dim : self.belief_dim + self.act_dim].argmax(-1)
+    def reconstruct(self, b_next: torch.Tensor, action: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """f(b_{t,k}, a, Z), the hindsight prediction of the target embedding (belief detached)."""
+        return self.reconstructor(torch.cat([b_next.detach(), action, z], -1))
 
-    def critic_features(self, context: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """phi(x) and psi(Z) for contexts x = [b_{t,k-1}, a, b_{t,k}]; a pair's score is their dot product.
-
-        phi reads (b_{t,k-1}, a) and the critic's own prediction g^(b_{t,k}) of the target embedding, which is
-        still a function of (b, a): a code that copies the predictable part of the future matches it."""
-        b_prev_a, b_next = context[:, : -self.belief_dim], context[:, -self.belief_dim :]
-        guess = unit(self.predictor(b_next))
-        return self.critic_context(torch.cat([b_prev_a, guess], -1)), self.critic_code(z)
+    def critic_scores(self, context: torch.Tensor, codes: torch.Tensor) -> torch.Tensor:
+        """c(x_j, Z_jm) for contexts x_j = [b_j, a_j] (n, H + A) and candidate codes (n, m, Z): (n, m) scores."""
+        n, m, _ = codes.shape
+        recon = self.reconstructor(torch.cat([context[:, None].expand(n, m, -1), codes], -1))
+        guess = unit(self.critic_predictor(context[:, : self.belief_dim]))
+        return -self.critic_log_scale.exp() * normalized_l2(recon, guess[:, None])
 
     # -- sequences ------------------------------------------------------------------------------------------
     def beliefs(self, seq: Sequences) -> torch.Tensor:
         """Closed-loop beliefs b_t for every row, (E, T, H); resets after ``done`` rows."""
         w = self.encoder(seq.obs)
-        t = seq.valid.shape[1]
         out = []
         b = seq.start
-        for i in range(t):
+        for i in range(seq.valid.shape[1]):
             if i == 0:
                 fresh = self.observe(None, w[:, 0], None)
                 b = torch.where(seq.has_start[:, None], seq.start, fresh)
@@ -208,9 +217,8 @@ class WorldModel(nn.Module):
         return torch.stack(out, 1)
 
     def rollout(self, seq: Sequences, beliefs: torch.Tensor, generator: torch.Generator | None = None) -> Rollout:
-        """Open-loop predictions from every row for k = 1..K: losses l(t, k), their mask and InfoNCE tuples."""
+        """Open-loop predictions from every row for k = 1..K: losses l(t, k), their mask and the scored tuples."""
         e, t, h = beliefs.shape
-        k_max = self.horizon
         target = self.target(seq.next_obs)
 
         def shift(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -218,87 +226,70 @@ class WorldModel(nn.Module):
 
         b = beliefs.reshape(e * t, h)
         alive = seq.score & seq.valid
-        recs, masks, contexts, zs, targets = [], [], [], [], []
-        for k in range(1, k_max + 1):
+        byols, recs, masks, contexts, zs, targets = [], [], [], [], [], []
+        for k in range(1, self.horizon + 1):
             if k > 1:
                 alive = alive & ~shift(seq.done, k - 2) & shift(seq.valid, k - 1)
             a = shift(seq.action, k - 1).reshape(e * t, -1)
             tgt = shift(target, k - 1).reshape(e * t, -1)
             b_next = self.open(a, b)
-            noise = None
-            if self.hindsight:
-                noise = torch.randn(e * t, self.z_dim, generator=generator)
-            pred, z = self.predict(b, b_next, a, tgt, noise)
-            recs.append(normalized_l2(pred, tgt).reshape(e, t))
+            byols.append(normalized_l2(self.predictor(b_next), tgt).reshape(e, t))
             masks.append(alive)
-            if z is not None:
+            if self.hindsight:
+                z = self.hindsight_code(b, a, tgt, torch.randn(e * t, self.z_dim, generator=generator))
+                recs.append(normalized_l2(self.reconstruct(b_next, a, z), tgt).reshape(e, t))
                 flat = alive.reshape(-1)
-                contexts.append(torch.cat([b[flat], a[flat], b_next[flat]], -1).detach())
+                contexts.append(torch.cat([b_next[flat], a[flat]], -1).detach())
                 zs.append(z[flat])
                 targets.append(tgt[flat])
             b = b_next
-        out = Rollout(torch.stack(recs, -1), torch.stack(masks, -1))
+        byol = torch.stack(byols, -1)
+        out = Rollout(torch.stack(recs, -1) if recs else byol, byol, torch.stack(masks, -1))
         if contexts:
             out.context, out.z, out.target = torch.cat(contexts), torch.cat(zs), torch.cat(targets)
         return out
 
 
-def infonce_terms(context: torch.Tensor, code: torch.Tensor, block: int, generator: torch.Generator | None = None,
-                  groups: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-tuple InfoNCE terms c(x_j, Z_j) - log mean_k exp c(x_j, Z_k) with the other Z of a random block of
-    ``block`` tuples as negatives (tuples beyond a whole number of blocks are dropped). With ``groups`` (e.g. the
-    action of each tuple) blocks are drawn within a group, which estimates the conditional I(Z; x | group)."""
-    if groups is None:
-        groups = torch.zeros(len(context), dtype=torch.long)
-    out = []
-    for g in torch.unique(groups):
-        members = torch.nonzero(groups == g).squeeze(1)
-        n = len(members)
-        if n < 2:
-            continue
-        size = min(block, n)
-        pick = members[torch.randperm(n, generator=generator)[: (n // size) * size]]
-        ctx = context[pick].reshape(-1, size, context.shape[-1])
-        cod = code[pick].reshape(-1, size, code.shape[-1])
-        scores = ctx @ cod.transpose(1, 2)
-        out.append((scores.diagonal(dim1=1, dim2=2) - torch.logsumexp(scores, -1) + math.log(size)).reshape(-1))
-    return torch.cat(out) if out else context.new_zeros(0)
+def infonce(scores: torch.Tensor) -> torch.Tensor:
+    """Per-tuple InfoNCE terms from (n, 1 + m) scores whose first column is the tuple's own code."""
+    return scores[:, 0] - torch.logsumexp(scores, -1) + math.log(scores.shape[1])
 
 
-def infonce_against_bank(context: torch.Tensor, code: torch.Tensor, bank_code: torch.Tensor,
-                         groups: torch.Tensor | None = None, bank_groups: torch.Tensor | None = None) -> torch.Tensor:
-    """Per-tuple InfoNCE terms at step time, with a bank of recent codes (of the same group) as the negatives."""
-    pos = (context * code).sum(-1, keepdim=True)
-    neg = context @ bank_code.T
-    count = torch.full_like(pos, float(len(bank_code)))
-    if groups is not None and bank_groups is not None:
-        same = groups[:, None] == bank_groups[None, :]
-        neg = neg.masked_fill(~same, float("-inf"))
-        count = same.sum(-1, keepdim=True).float()
-    scores = torch.cat([pos, neg], -1)
-    return (pos - torch.logsumexp(scores, -1, keepdim=True) + torch.log1p(count)).squeeze(-1)
+def negative_codes(z: torch.Tensor, negatives: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(n, 1 + m) candidate codes per tuple: its own, then m codes of other tuples (distinct, drawn at random)."""
+    n = len(z)
+    m = min(negatives, n - 1)
+    order = torch.randperm(n, generator=generator)
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(n)
+    others = order[(rank[:, None] + torch.arange(1, m + 1)[None, :]) % n]
+    return torch.cat([z[:, None], z[others]], 1)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    m = mask.float()
+    return (x * m).sum() / m.sum().clamp(min=1.0)
 
 
 class WorldModelTrainer:
     """Gradient steps on a :class:`WorldModel`: BYOL's loss, and for Hindsight the two-player game.
 
-    Each step first gives the critic ``critic_steps`` ascent steps on L_inv over the step's (detached) tuples, then
-    gives the world model one descent step on L_rec + inv_weight * L_inv scored by the updated critic. The critic
-    context's belief is detached, so the world model lowers L_inv only through the codes Z, not by scrambling the
-    belief the critic reads. ``critic_ascent=False`` turns the critic into a minimiser, reproducing the
+    Hindsight steps first give the critic ``critic_steps`` ascent steps on L_inv (plus its predictor's BYOL loss,
+    belief fixed) with the codes held fixed, then give the world model one descent step on
+    L_byol + L_rec + inv_weight * max(L_inv, 0) scored by the updated critic, each tuple against ``negatives``
+    other tuples' codes. ``critic_ascent=False`` turns the critic into a minimiser, reproducing the
     single-optimiser bug (tests use it to show the sign matters). The target encoder follows by EMA every step.
     """
 
     critic_ascent: bool = True
 
     def __init__(self, model: WorldModel, *, lr: float = 3e-4, critic_lr: float | None = None, critic_steps: int = 1,
-                 target_ema: float = 0.99, inv_weight: float = 1.0, block: int = 128, conditional: bool = False,
-                 max_grad_norm: float = 10.0, generator: torch.Generator | None = None) -> None:
-        if critic_steps < 1:
-            raise ValueError(f"critic_steps must be >= 1, got {critic_steps}")
-        self.model, self.target_ema, self.inv_weight, self.block = model, target_ema, inv_weight, block
+                 target_ema: float = 0.99, inv_weight: float = 1.0, negatives: int = 15, max_grad_norm: float = 10.0,
+                 generator: torch.Generator | None = None) -> None:
+        if critic_steps < 1 or negatives < 1:
+            raise ValueError(f"critic_steps and negatives must be >= 1, got {critic_steps} and {negatives}")
+        self.model, self.target_ema, self.inv_weight, self.negatives = model, target_ema, inv_weight, negatives
         self.critic_steps, self.max_grad_norm, self.generator = critic_steps, max_grad_norm, generator
-        self.conditional = conditional
         self.world_params = list(model.world_parameters())
         self.critic_params = list(model.critic_parameters())
         self.world_opt = torch.optim.Adam(self.world_params, lr=lr)
@@ -309,43 +300,41 @@ class WorldModelTrainer:
         if roll.context is None or roll.z is None or len(roll.z) < 2:
             return roll.rec.new_zeros(())
         z = roll.z.detach() if detach_codes else roll.z
-        context, code = self.model.critic_features(roll.context, z)
-        groups = self.model.action_groups(roll.context) if self.conditional else None
-        return infonce_terms(context, code, self.block, self.generator, groups).mean()
+        codes = negative_codes(z, self.negatives, self.generator)
+        return infonce(self.model.critic_scores(roll.context, codes)).mean()
 
     def critic_prediction_loss(self, roll: Rollout) -> torch.Tensor:
-        """The critic's auxiliary BYOL loss: its predictor g learns the target embedding from b_{t,k} alone."""
+        """BYOL loss of the critic's Z-free predictor g_c on the tuples' targets (belief fixed)."""
         if roll.context is None or roll.target is None or len(roll.target) == 0:
             return roll.rec.new_zeros(())
-        b_next = roll.context[:, -self.model.belief_dim :]
-        return normalized_l2(self.model.predictor(b_next), roll.target).mean()
+        return normalized_l2(self.model.critic_predictor(roll.context[:, : self.model.belief_dim]),
+                             roll.target).mean()
 
     def losses(self, seq: Sequences) -> tuple[Rollout, torch.Tensor, torch.Tensor]:
         """The rollout, L_rec (mean over scored predictions) and L_inv (0 for BYOL-Explore)."""
         roll = self.model.rollout(seq, self.model.beliefs(seq), self.generator)
-        mask = roll.mask.float()
-        rec = (roll.rec * mask).sum() / mask.sum().clamp(min=1.0)
-        return roll, rec, self.invariance(roll)
+        return roll, masked_mean(roll.rec, roll.mask), self.invariance(roll)
 
     def step(self, seq: Sequences) -> dict[str, float]:
-        """Critic steps, then one world-model step; returns the losses."""
+        """For Hindsight, critic steps then one world-model step; returns the losses."""
         roll = self.model.rollout(seq, self.model.beliefs(seq), self.generator)
-        mask = roll.mask.float()
-        rec = (roll.rec * mask).sum() / mask.sum().clamp(min=1.0)
-        metrics: dict[str, float] = {}
-        if self.critic_opt is not None:
-            for _ in range(self.critic_steps):
-                inv_c = self.invariance(roll, detach_codes=True)
-                objective = (-inv_c if self.critic_ascent else inv_c) + self.critic_prediction_loss(roll)
-                self._apply(self.critic_opt, self.critic_params,
-                            torch.autograd.grad(objective, self.critic_params, allow_unused=True))
-            metrics["critic_inv"] = inv_c.item()
-        inv = self.invariance(roll)
-        world_loss = rec + self.inv_weight * inv if self.model.hindsight else rec
+        byol = masked_mean(roll.byol, roll.mask)
+        if not self.model.hindsight:
+            self._apply(self.world_opt, self.world_params, torch.autograd.grad(byol, self.world_params))
+            self.model.update_target(self.target_ema)
+            return {"loss": byol.item(), "rec": byol.item()}
+        assert self.critic_opt is not None
+        for _ in range(self.critic_steps):
+            critic_inv = self.invariance(roll, detach_codes=True)
+            objective = (-critic_inv if self.critic_ascent else critic_inv) + self.critic_prediction_loss(roll)
+            self._apply(self.critic_opt, self.critic_params, torch.autograd.grad(objective, self.critic_params))
+        rec, inv = masked_mean(roll.rec, roll.mask), self.invariance(roll)
+        world_loss = byol + rec + self.inv_weight * inv.clamp(min=0.0)
         self._apply(self.world_opt, self.world_params,
                     torch.autograd.grad(world_loss, self.world_params, allow_unused=True))
         self.model.update_target(self.target_ema)
-        return {"loss": world_loss.item(), "rec": rec.item(), "inv": inv.item(), **metrics}
+        return {"loss": world_loss.item(), "byol": byol.item(), "rec": rec.item(), "inv": inv.item(),
+                "critic_inv": critic_inv.item()}
 
     def _apply(self, opt: torch.optim.Optimizer, params: list[nn.Parameter],
                grads: tuple[torch.Tensor | None, ...]) -> None:
@@ -364,7 +353,3 @@ class WorldModelTrainer:
         self.world_opt.load_state_dict(state["world_opt"])  # type: ignore[arg-type]
         if self.critic_opt is not None:
             self.critic_opt.load_state_dict(state["critic_opt"])  # type: ignore[arg-type]
-
-
-__all__ = ["Rollout", "Sequences", "WorldModel", "WorldModelTrainer", "infonce_against_bank", "infonce_terms",
-           "mlp", "normalized_l2"]
