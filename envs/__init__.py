@@ -1,8 +1,49 @@
-"""Gymnasium tasks of robo_reward, registered under the ``robo_reward/`` namespace."""
+"""Gymnasium tasks of robo_reward, registered under the ``robo_reward/`` namespace.
+
+MuJoCo tabletop manipulation with a two-finger gripper, several cameras, sparse success rewards and privileged
+phase/progress information for reward research:
+
+============================  ==========================================  ===================
+id                            task                                        max_episode_steps
+============================  ==========================================  ===================
+``robo_reward/Reach-v0``      move the grip point to a goal in the air    50
+``robo_reward/Push-v0``       push a cube into a goal region              100
+``robo_reward/PickPlace-v0``  pick a cube, place it on a raised target    100
+============================  ==========================================  ===================
+
+MiniGrid exploration tasks with a noisy TV (``robo_reward/NoisyTVOnDemand-v0``, ``NoisyTVCell-v0``,
+``NoisyTVControl-v0``) for curiosity research: see :mod:`robo_reward.envs.noisy_tv`.
+
+Headless rendering: MuJoCo picks its GL backend from ``MUJOCO_GL`` when ``mujoco`` is first imported. This
+module sets ``MUJOCO_GL=egl`` if it is unset and MuJoCo is not yet loaded (EGL renders offscreen without a
+display; ``MUJOCO_GL=osmesa`` also works where Debian's ``libosmesa6`` is installed). Import ``robo_reward``
+(or set the variable yourself) before anything imports ``mujoco``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+if "mujoco" not in sys.modules:
+    os.environ.setdefault("MUJOCO_GL", "egl")
+
+TASKS: dict[str, tuple[str, int]] = {
+    "Reach": ("robo_reward.envs.tasks:ReachEnv", 50),
+    "Push": ("robo_reward.envs.tasks:PushEnv", 100),
+    "PickPlace": ("robo_reward.envs.tasks:PickPlaceEnv", 100),
+}
+"""Task name -> (entry point, max_episode_steps)."""
 
 
 def register_envs() -> None:
     """Register every task with Gymnasium (called by ``import robo_reward`` through its plugin entry point)."""
+    import gymnasium
+
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
 
+    for name, (entry_point, max_steps) in TASKS.items():
+        env_id = f"robo_reward/{name}-v0"
+        if env_id not in gymnasium.registry:
+            gymnasium.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
     register_noisy_tv()

@@ -42,6 +42,7 @@ class RewardEvaluator:
         self._pending: deque[TransitionBatch] = deque()
         self.steps_since_update = 0
         self.num_updates = 0
+        self._wants_update = False
 
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         self.reward.bind(observation_space, action_space, num_envs)
@@ -51,6 +52,7 @@ class RewardEvaluator:
             load_reward_state(self.reward, self.checkpoint)
         every = self.reward.update_every
         self._pending = deque(maxlen=every) if every else deque(maxlen=1)
+        self._wants_update = self.reward.wants_update
 
     def reset(self, obs: Obs, env_mask: np.ndarray) -> None:
         self.reward.reset(obs, np.asarray(env_mask, dtype=bool))
@@ -64,7 +66,7 @@ class RewardEvaluator:
         terms.update(out.terms)
         result = RewardOutput(total, terms)
         check_finite(result)
-        if self.reward.wants_update:
+        if self._wants_update:
             self._pending.append(batch)
             self.steps_since_update += 1
         return result

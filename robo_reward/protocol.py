@@ -19,6 +19,7 @@ Lifecycle, as the adapters in :mod:`robo_reward.wrappers` and :mod:`robo_reward.
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, TypeAlias
@@ -41,6 +42,18 @@ def _concat(parts: Sequence[Obs]) -> Obs:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
+_ARANGES: dict[int, np.ndarray] = {}
+
+
+def _arange(n: int) -> np.ndarray:
+    """A shared read-only ``arange(n)`` (rebuilt every step otherwise)."""
+    if n not in _ARANGES:
+        ids = np.arange(n)
+        ids.flags.writeable = False
+        _ARANGES[n] = ids
+    return _ARANGES[n]
+
+
 def obs_len(obs: Obs) -> int:
     """Number of rows in a batched observation (array or dict of arrays)."""
     if isinstance(obs, dict):
@@ -48,7 +61,7 @@ def obs_len(obs: Obs) -> int:
     return len(obs)
 
 
-@dataclass(frozen=True)
+@dataclass
 class TransitionBatch:
     """A batch of transitions ``(s, a, s', r_ext, terminated, truncated, info)``, one row each.
 
@@ -76,16 +89,13 @@ class TransitionBatch:
     def __post_init__(self) -> None:
         n = len(self.reward)
         if self.env_ids is None:
-            object.__setattr__(self, "env_ids", np.arange(n))
-        for name in ("action", "terminated", "truncated", "env_ids"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(
-                    f"TransitionBatch.{name} has {len(getattr(self, name))} rows but reward has {n}; "
-                    "every field must be batched over the same rows"
-                )
-        for name in ("obs", "next_obs"):
-            if obs_len(getattr(self, name)) != n:
-                raise ValueError(f"TransitionBatch.{name} has {obs_len(getattr(self, name))} rows, expected {n}")
+            self.env_ids = _arange(n)
+        if not (len(self.action) == len(self.terminated) == len(self.truncated) == len(self.env_ids) == n
+                and obs_len(self.obs) == n and obs_len(self.next_obs) == n):
+            sizes = {name: (obs_len(getattr(self, name)) if name in ("obs", "next_obs") else len(getattr(self, name)))
+                     for name in ("obs", "action", "next_obs", "terminated", "truncated", "env_ids")}
+            raise ValueError(f"TransitionBatch fields must have one row per transition; reward has {n} rows, "
+                             f"the others have {sizes}")
 
     @property
     def num(self) -> int:
@@ -271,7 +281,7 @@ def same_shape(a: gym.Space, b: gym.Space) -> bool:
 
 def check_finite(output: RewardOutput, where: str = "") -> None:
     """Raise :class:`RewardError` naming the offending term if any value is NaN or infinite."""
-    if np.isfinite(output.total).all():
+    if math.isfinite(output.total.sum()):
         return
     bad = [name for name, v in output.terms.items() if not np.isfinite(v).all()] or ["<total>"]
     rows = np.flatnonzero(~np.isfinite(output.total)).tolist()

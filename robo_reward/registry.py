@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import inspect
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +32,8 @@ _REGISTRY: dict[str, str] = {
     "process_delta": "robo_reward.shaping:ProcessRewardDelta",
     "goal_distance": "robo_reward.potentials:GoalDistanceReward",
     "mlp": "robo_reward.models:MLPReward",
+    "dopamine": "robo_reward.methods.dopamine:DopamineReward",
+    "gail": "robo_reward.methods.gail:GAILReward",
     "byol_explore": "robo_reward.methods.byol_hindsight:BYOLExplore",
     "byol_hindsight": "robo_reward.methods.byol_hindsight:BYOLHindsight",
     "rnd": "robo_reward.methods.rnd:RND",
@@ -80,10 +83,17 @@ def make_reward(name: str, **kwargs: Any) -> Reward:
     The instance remembers ``{"name", "kwargs"}`` as ``reward.spec`` so wrappers can record plain data.
     """
     cls = resolve_reward(name)
+    params = inspect.signature(cls.__init__).parameters
+    accepts_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    valid = sorted(k for k, p in params.items() if k != "self" and p.kind is not inspect.Parameter.VAR_KEYWORD)
+    unknown = sorted(set(kwargs) - set(valid))
+    if unknown and not accepts_any:
+        raise TypeError(f"reward '{name}' ({cls.__name__}) has no parameter(s) {unknown}; valid: {valid}")
     try:
         reward = cls(**kwargs)
     except TypeError as exc:
-        raise TypeError(f"cannot build reward '{name}' ({cls.__name__}) from {sorted(kwargs)}: {exc}") from exc
+        raise TypeError(f"cannot build reward '{name}' ({cls.__name__}) from {sorted(kwargs)}: {exc}; "
+                        f"valid parameters: {valid}") from exc
     reward.spec = {"name": name, "kwargs": dict(kwargs)}
     return reward
 

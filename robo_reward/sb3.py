@@ -29,6 +29,7 @@ from robo_reward.evaluator import RewardEvaluator
 from robo_reward.protocol import Obs, Reward, TransitionBatch
 
 ORIGINAL_REWARD = "original_env_rew"
+ended_none = np.zeros(0, dtype=np.int64)
 
 
 class RewardVecEnvWrapper(VecEnvWrapper):
@@ -81,26 +82,53 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         obs, rewards, dones, infos = self.venv.step_wait()
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
-        ended = np.flatnonzero(dones)
+        any_done = bool(dones.any())
+        ended = np.flatnonzero(dones) if any_done else ended_none
         truncated = np.zeros(self.num_envs, dtype=bool)
         next_obs = obs
-        if ended.size:
+        if any_done:
             truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
             next_obs = _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
         batch = TransitionBatch(
             obs=self._obs, action=self._actions, next_obs=next_obs, reward=rewards.astype(np.float64),
-            terminated=np.logical_and(dones, ~truncated), truncated=truncated, infos=infos,
+            terminated=dones & ~truncated if any_done else truncated, truncated=truncated, infos=infos,
         )
         out = self.evaluator.step(batch)
-        names = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        columns = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
+        columns.append((ORIGINAL_REWARD, rewards.tolist()))
         for i, info in enumerate(infos):
-            info[ORIGINAL_REWARD] = float(rewards[i])
-            for key, values in names:
+            for key, values in columns:
                 info[key] = values[i]
-        if ended.size:
+        if any_done:
             self.evaluator.reset(obs, dones.astype(bool))
         self._obs = obs
         return obs, out.total.astype(np.float32), dones, infos
+
+
+class VecObservationKey(VecEnvWrapper):
+    """Shows the agent one entry of a dict observation; reward wrappers below it still see every entry.
+
+    Rewards that read camera images can then train a state-based policy without the policy's network (or the
+    replay buffer) ever holding the images.
+    """
+
+    def __init__(self, venv: VecEnv, key: str) -> None:
+        space = venv.observation_space
+        if not isinstance(space, gym.spaces.Dict) or key not in space.spaces:
+            keys = list(space.spaces) if isinstance(space, gym.spaces.Dict) else "not a Dict space"
+            raise ValueError(f"policy observation key {key!r} is not in the env's observations ({keys})")
+        super().__init__(venv, observation_space=space[key])
+        self.key = key
+
+    def reset(self) -> np.ndarray:
+        return self.venv.reset()[self.key]
+
+    def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
+        obs, rewards, dones, infos = self.venv.step_wait()
+        for i in np.flatnonzero(dones):
+            if "terminal_observation" in infos[i]:
+                infos[i]["terminal_observation"] = infos[i]["terminal_observation"][self.key]
+        return obs[self.key], rewards, dones, infos
 
 
 def _with_rows(obs: Obs, rows: np.ndarray, values: list[Any]) -> Obs:
@@ -129,12 +157,26 @@ class _Relabeling:
 
     action_space: gym.Space
     n_envs: int
+    buffer_size: int
+    pos: int
+    full: bool
     reward: Reward | None
     extrinsic_weight: float
+    actions: np.ndarray
+    rewards: np.ndarray
+    dones: np.ndarray
+    timeouts: np.ndarray
 
     def attach_reward(self, reward: Reward, extrinsic_weight: float = 1.0) -> None:
         """Use ``reward`` (typically the env wrapper's) for every sampled transition."""
         self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickle (SB3's ``save_replay_buffer``) without the reward: it is saved with its own checkpoint, may not
+        pickle (torch parametrizations such as spectral norm refuse), and RewardCallback re-attaches it."""
+        state = self.__dict__.copy()
+        state["reward"] = None
+        return state
 
     @staticmethod
     def extrinsic(reward: np.ndarray, infos: list[dict[str, Any]]) -> np.ndarray:
@@ -147,15 +189,29 @@ class _Relabeling:
             return low + 0.5 * (actions + 1.0) * (high - low)
         return actions
 
-    def designed_rewards(self, obs: Obs, actions: np.ndarray, next_obs: Obs, r_env: np.ndarray,
-                         dones: np.ndarray, timeouts: np.ndarray, env_indices: np.ndarray) -> np.ndarray:
+    def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
+        raise NotImplementedError
+
+    def stored(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> TransitionBatch:
+        """Stored transitions as the env produced them: raw observations, env-range actions, the env's reward."""
+        obs, next_obs = self._observations(batch_inds, env_indices)
+        done = self.dones[batch_inds, env_indices].astype(bool)
+        timeout = self.timeouts[batch_inds, env_indices].astype(bool)
+        return TransitionBatch(obs=obs, action=self.env_actions(self.actions[batch_inds, env_indices]),
+                               next_obs=next_obs, reward=self.rewards[batch_inds, env_indices].astype(np.float64),
+                               terminated=done & ~timeout, truncated=done & timeout, env_ids=env_indices)
+
+    def sample_transitions(self, n: int, rng: np.random.Generator) -> TransitionBatch:
+        """``n`` stored transitions drawn uniformly (e.g. a discriminator's policy batch)."""
+        upper = self.buffer_size if self.full else self.pos
+        if upper == 0:
+            raise RuntimeError("the replay buffer is empty; sample after learning_starts")
+        return self.stored(rng.integers(0, upper, n), rng.integers(0, self.n_envs, n))
+
+    def designed_rewards(self, batch: TransitionBatch) -> np.ndarray:
         if self.reward is None:
             raise RuntimeError("relabelling buffer has no reward: train with RewardCallback (it attaches the "
                                "RewardVecEnvWrapper's reward) or call buffer.attach_reward(reward)")
-        done, timeout = dones.astype(bool), timeouts.astype(bool)
-        batch = TransitionBatch(obs=obs, action=self.env_actions(actions), next_obs=next_obs,
-                                reward=r_env.astype(np.float64), terminated=done & ~timeout,
-                                truncated=done & timeout, env_ids=env_indices)
         return self.extrinsic_weight * batch.reward + self.reward.relabel(batch)
 
 
@@ -175,19 +231,20 @@ class RelabelingReplayBuffer(_Relabeling, ReplayBuffer):
             done: np.ndarray, infos: list[dict[str, Any]]) -> None:
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
 
+    def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
+        if self.optimize_memory_usage:
+            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices]
+        else:
+            next_obs = self.next_observations[batch_inds, env_indices]
+        return self.observations[batch_inds, env_indices], next_obs
+
     def _get_samples(self, batch_inds: np.ndarray, env: VecNormalize | None = None) -> ReplayBufferSamples:
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        obs = self.observations[batch_inds, env_indices, :]
-        if self.optimize_memory_usage:
-            next_obs = self.observations[(batch_inds + 1) % self.buffer_size, env_indices, :]
-        else:
-            next_obs = self.next_observations[batch_inds, env_indices, :]
-        dones, timeouts = self.dones[batch_inds, env_indices], self.timeouts[batch_inds, env_indices]
-        rewards = self.designed_rewards(obs, self.actions[batch_inds, env_indices, :], next_obs,
-                                        self.rewards[batch_inds, env_indices], dones, timeouts, env_indices)
+        batch = self.stored(batch_inds, env_indices)
+        rewards = self.designed_rewards(batch)
         data = (
-            self._normalize_obs(obs, env), self.actions[batch_inds, env_indices, :], self._normalize_obs(next_obs, env),
-            (dones * (1 - timeouts)).reshape(-1, 1),
+            self._normalize_obs(batch.obs, env), self.actions[batch_inds, env_indices],
+            self._normalize_obs(batch.next_obs, env), batch.terminated.astype(np.float32).reshape(-1, 1),
             self._normalize_reward(rewards.reshape(-1, 1).astype(np.float32), env),
         )
         return ReplayBufferSamples(*tuple(map(self.to_torch, data)))
@@ -205,21 +262,21 @@ class RelabelingDictReplayBuffer(_Relabeling, DictReplayBuffer):
             reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]) -> None:
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
 
+    def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
+        return ({k: v[batch_inds, env_indices] for k, v in self.observations.items()},
+                {k: v[batch_inds, env_indices] for k, v in self.next_observations.items()})
+
     def _get_samples(self, batch_inds: np.ndarray,  # type: ignore[override]
                      env: VecNormalize | None = None) -> DictReplayBufferSamples:
         env_indices = np.random.randint(0, high=self.n_envs, size=(len(batch_inds),))
-        obs = {k: v[batch_inds, env_indices] for k, v in self.observations.items()}
-        next_obs = {k: v[batch_inds, env_indices] for k, v in self.next_observations.items()}
-        actions = self.actions[batch_inds, env_indices]
-        dones, timeouts = self.dones[batch_inds, env_indices], self.timeouts[batch_inds, env_indices]
-        rewards = self.designed_rewards(obs, actions, next_obs, self.rewards[batch_inds, env_indices], dones,
-                                        timeouts, env_indices)
-        obs_n, next_n = self._normalize_obs(obs, env), self._normalize_obs(next_obs, env)
+        batch = self.stored(batch_inds, env_indices)
+        rewards = self.designed_rewards(batch)
+        obs_n, next_n = self._normalize_obs(batch.obs, env), self._normalize_obs(batch.next_obs, env)
         return DictReplayBufferSamples(
             observations={k: self.to_torch(v) for k, v in obs_n.items()},  # type: ignore[union-attr]
-            actions=self.to_torch(actions),
+            actions=self.to_torch(self.actions[batch_inds, env_indices]),
             next_observations={k: self.to_torch(v) for k, v in next_n.items()},  # type: ignore[union-attr]
-            dones=self.to_torch(dones * (1 - timeouts)).reshape(-1, 1),
+            dones=self.to_torch(batch.terminated.astype(np.float32)).reshape(-1, 1),
             rewards=self.to_torch(self._normalize_reward(rewards.reshape(-1, 1).astype(np.float32), env)),
         )
 

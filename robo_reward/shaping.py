@@ -47,6 +47,10 @@ class PotentialShaping(Reward):
     ``gamma=None`` to take it from the agent (RewardCallback or ``set_discount``); a given gamma that differs from
     the agent's raises. Phi(s) is cached per env from the previous step, so Phi is evaluated once per step.
 
+    ``naive=True`` pays the plain difference Phi(s') - Phi(s) instead (gamma' = 1, same terminal rule). It adds
+    (1 - gamma) Phi(s') per step to the potential-based term, pays for parking in high-potential states and is
+    *not* policy-invariant: it exists for ablations (Robo-Dopamine's "semantic trap").
+
     >>> from robo_reward.potentials import GoalDistancePotential
     >>> shaping = PotentialShaping(GoalDistancePotential(delta=[0]), gamma=0.9)
     >>> shaping.bind(gym.spaces.Box(-9, 9, (1,)), gym.spaces.Box(-1, 1, (1,)), num_envs=1)
@@ -61,9 +65,10 @@ class PotentialShaping(Reward):
     stateless = False
 
     def __init__(self, potential: Potential | Mapping[str, Any], *, gamma: float | None = None,
-                 label: str = "shaping") -> None:
+                 naive: bool = False, label: str = "shaping") -> None:
         self.potential = build_potential(potential)
         self.name = label
+        self.naive = naive
         self._configured_gamma = gamma
         self.gamma = gamma
         self._phi = np.zeros(0)
@@ -98,7 +103,8 @@ class PotentialShaping(Reward):
         return self.gamma
 
     def _shape(self, phi_s: np.ndarray, phi_next: np.ndarray, terminated: np.ndarray) -> np.ndarray:
-        return self._discount() * np.where(terminated, 0.0, phi_next) - phi_s
+        gamma = 1.0 if self.naive else self._discount()
+        return gamma * np.where(terminated, 0.0, phi_next) - phi_s
 
     def evaluate(self, batch: TransitionBatch) -> RewardOutput:
         phi_s = self._phi[batch.env_ids]

@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -25,7 +25,7 @@ class ChainEnv(gym.Env):
     ``[position / length, steps / max_steps]``, so the final and the reset observations always differ.
     """
 
-    metadata = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
 
     def __init__(self, length: int = 5, max_steps: int = 8, continuous: bool = False, slip: float = 0.0) -> None:
         self.length, self.max_steps, self.slip = length, max_steps, slip

@@ -193,3 +193,47 @@ def test_callback_passes_gamma_logs_terms_and_runs_updates() -> None:
     model = PPO("MlpPolicy", RewardVecEnvWrapper(chain_venv(1), shaping), n_steps=8, batch_size=8, gamma=0.9)
     with pytest.raises(ValueError, match="gamma=0.99 but the learner uses gamma=0.9"):
         model.learn(8, callback=RewardCallback())
+
+
+class DictChain(gym.ObservationWrapper):
+    """ChainEnv with a dict observation: the state and an 'extra' view only the reward reads."""
+
+    def __init__(self) -> None:
+        super().__init__(ChainEnv(length=2, max_steps=3))
+        box = self.env.observation_space
+        self.observation_space = gym.spaces.Dict({"state": box, "extra": gym.spaces.Box(0, 10, (1,))})
+
+    def observation(self, obs):
+        return {"state": obs, "extra": np.array([10 * obs[0]], dtype=np.float32)}
+
+
+def test_policy_sees_one_key_while_the_reward_sees_all() -> None:
+    from robo_reward.sb3 import VecObservationKey
+
+    reward = FunctionReward(lambda b: b.next_obs["extra"][:, 0], label="extra")
+    venv = VecObservationKey(RewardVecEnvWrapper(DummyVecEnv([DictChain] * 2), reward, extrinsic_weight=0.0),
+                             "state")
+    assert venv.observation_space.shape == (2,)
+    obs = venv.reset()
+    assert obs.shape == (2, 2)
+    obs, r, dones, infos = venv.step(np.array([1, 1]))
+    np.testing.assert_allclose(r, 10 * obs[:, 0])
+    obs, r, dones, infos = venv.step(np.array([1, 1]))
+    assert dones.all() and infos[0]["terminal_observation"].shape == (2,)
+    np.testing.assert_allclose(r, 10.0)  # the reward saw the terminal 'extra' view, not the reset one
+    with pytest.raises(ValueError, match="'pixels' is not in the env's observations"):
+        VecObservationKey(DummyVecEnv([DictChain]), "pixels")
+
+
+def test_naive_difference_flag() -> None:
+    naive = PotentialShaping(PositionPotential(), naive=True)
+    naive.bind(gym.spaces.Box(0, 1, (2,)), gym.spaces.Discrete(2), 1)
+    naive.reset(np.zeros((1, 2)), np.ones(1, bool))
+    from robo_reward.protocol import TransitionBatch
+
+    b = TransitionBatch(np.zeros((1, 2)), np.zeros((1, 1)), np.array([[0.5, 0.0]]), np.zeros(1),
+                        terminated=np.array([True]), truncated=np.array([False]))
+    assert naive(b)[0] == pytest.approx(0.0 - 1.0)  # terminal rule kept, gamma' = 1, no learner gamma needed
+    b.terminated[:] = False
+    naive.reset(np.zeros((1, 2)), np.ones(1, bool))
+    assert naive(b)[0] == pytest.approx(6.0 - 1.0)

@@ -1,0 +1,208 @@
+"""Benchmarks: several reward designs over seeds, one table and one plot.
+
+Each config is a design. The env's own reward is always one of them: if no config has an empty reward, a
+baseline is derived from the first config with its reward terms removed. Runs go to ``OUT/runs/<design>/seed<k>``;
+finished runs are skipped when the same benchmark is started again, so a killed benchmark resumes. Results
+(``results.csv``, ``summary.csv``, ``summary.md``, ``curves.png``) are rewritten after every finished run.
+
+The table reports, per design, the final success rate and return as IQM with 95% bootstrap CIs over seeds, the
+env steps to reach the success (or return) threshold, the env steps its mean curve needs to reach the baseline's
+final level (and that as a fraction of the baseline's budget), the probability of improving on the baseline,
+and wall time.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import os
+from collections.abc import Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from robo_reward.config import EVAL_COLUMNS, FINAL_KEYS, ExperimentConfig
+from robo_reward.report import plot_bench
+from robo_reward.stats import bootstrap_ci, iqm, mean_curve, probability_of_improvement
+
+BASELINE = "env_reward"
+
+
+def with_baseline(designs: Sequence[ExperimentConfig]) -> list[ExperimentConfig]:
+    """The designs plus, unless one already is, the env's own reward on the first design's setup."""
+    designs = list(designs)
+    names = [d.name for d in designs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"benchmark designs need distinct names, got {names}; set name: in each config")
+    if any(not d.reward.terms for d in designs):
+        return designs
+    base = designs[0].model_copy(deep=True)
+    base.name = BASELINE
+    base.reward.terms, base.reward.extrinsic_weight, base.reward.checkpoint = [], 1.0, None
+    base.agent.relabel = None
+    return [base, *designs]
+
+
+def _run_one(cfg_json: str, seed: int, run_dir: str) -> dict[str, Any]:
+    import torch
+
+    from robo_reward.runner import TrainingRun, resume
+
+    torch.set_num_threads(1)
+    cfg = ExperimentConfig.model_validate_json(cfg_json)
+    run = TrainingRun(cfg, run_dir, seed=seed, progress=False)
+    if run.latest_checkpoint() is not None:
+        return resume(run_dir, progress=False)
+    run.setup()
+    return run.learn()
+
+
+def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: int | None = None,
+              jobs: int = 1, progress: bool = True) -> pd.DataFrame:
+    """Run every design over ``seeds`` seeds (default: each config's ``seeds``) with ``jobs`` processes."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    designs = with_baseline(designs)
+    plan: list[tuple[ExperimentConfig, int, Path]] = []
+    for d in designs:
+        for seed in (range(seeds) if seeds is not None else d.seeds):
+            plan.append((d, int(seed), out / "runs" / d.name / f"seed{seed}"))
+    (out / "designs.json").write_text(json.dumps([d.model_dump(mode="json") for d in designs], indent=1))
+    done: list[dict[str, Any]] = []
+    todo = []
+    for d, seed, run_dir in plan:
+        summary = run_dir / "summary.json"
+        if summary.exists():
+            done.append(json.loads(summary.read_text()))
+        else:
+            todo.append((d, seed, run_dir))
+    summarize(out, designs, done)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("[bold]bench"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, disable=not progress) as bar:
+        task = bar.add_task("runs", total=len(plan), completed=len(done))
+        ctx = mp.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
+            pending: dict[Future[dict[str, Any]], tuple[str, int]] = {
+                pool.submit(_run_one, d.model_dump_json(), seed, str(run_dir)): (d.name, seed)
+                for d, seed, run_dir in todo
+            }
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for fut in finished:
+                    pending.pop(fut)
+                    done.append(fut.result())
+                    bar.advance(task)
+                    summarize(out, designs, done)
+    return summarize(out, designs, done)
+
+
+def _curves(out: Path, name: str, metric: str) -> list[tuple[np.ndarray, np.ndarray]]:
+    curves = []
+    for csv in sorted((out / "runs" / name).glob("seed*/eval.csv")):
+        ev = pd.read_csv(csv)
+        if metric in ev:
+            curves.append((ev["timestep"].to_numpy(), ev[metric].to_numpy()))
+    return curves
+
+
+def _first_reaching(grid: np.ndarray, curve: np.ndarray, level: float) -> float | None:
+    hit = np.flatnonzero(curve >= level - 1e-9)
+    return float(grid[hit[0]]) if hit.size else None
+
+
+def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """Write results.csv, summary.csv/.md and curves.png for the runs finished so far."""
+    res = pd.DataFrame(results)
+    if res.empty:
+        return res
+    res.sort_values(["name", "seed"]).to_csv(out / "results.csv", index=False)
+    metric = EVAL_COLUMNS[designs[0].eval.metric]
+    final_key = FINAL_KEYS[designs[0].eval.metric]
+    baseline = next((d.name for d in designs if not d.reward.terms), designs[0].name)
+    curves = {d.name: _curves(out, d.name, metric) for d in designs}
+    top = max((s.max() for runs in curves.values() for s, _ in runs if len(s)), default=1.0)
+    grid = np.linspace(0, top, 200)
+    base_rows = res[res["name"] == baseline]
+    base_final = float(np.mean(base_rows[final_key])) if len(base_rows) else float("nan")
+    rows = []
+    for d in designs:
+        r = res[res["name"] == d.name]
+        if r.empty:
+            continue
+        row: dict[str, Any] = {"design": d.name, "seeds": len(r)}
+        for key in ("final_success", "final_return", "final_progress"):
+            if key not in r:
+                continue
+            vals = r[key].astype(float).to_numpy()
+            lo, hi = bootstrap_ci(vals)
+            row[f"{key}_iqm"], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = iqm(vals), lo, hi
+        reached = r["steps_to_threshold"].dropna().astype(float).to_numpy()
+        row["reached_threshold"] = f"{len(reached)}/{len(r)}"
+        row["steps_to_threshold_iqm"] = iqm(reached) if reached.size else float("nan")
+        runs = curves[d.name]
+        steps_to_base = None
+        if runs and not np.isnan(base_final):
+            steps_to_base = _first_reaching(grid, mean_curve(runs, grid)[0], base_final)
+        row["steps_to_baseline_final"] = steps_to_base
+        base_budget = d.budget.total_timesteps
+        row["fraction_of_baseline_steps"] = steps_to_base / base_budget if steps_to_base is not None else None
+        row["p_improve_vs_baseline"] = (probability_of_improvement(r[final_key], base_rows[final_key])
+                                        if d.name != baseline and len(base_rows) else float("nan"))
+        row["wall_time_s"] = float(r["wall_time"].mean())
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(_markdown(table, designs[0], baseline, base_final, final_key))
+    plot_bench(out, {k: v for k, v in curves.items() if v}, metric=metric, threshold=designs[0].eval.threshold)
+    if metric != "final_progress" and "final_progress" in res and res["final_progress"].notna().any():
+        progress = {d.name: _curves(out, d.name, "final_progress") for d in designs}
+        plot_bench(out, {k: v for k, v in progress.items() if v}, metric="final_progress",
+                   filename="curves_progress.png")
+    return table
+
+
+def _ci(row: pd.Series, key: str) -> str:
+    return f"{row[f'{key}_iqm']:.3g} [{row[f'{key}_ci_low']:.3g}, {row[f'{key}_ci_high']:.3g}]"
+
+
+def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_final: float,
+              final_key: str) -> str:
+    metric = final_key.removeprefix("final_")
+    progress = "final_progress_iqm" in table and bool(table["final_progress_iqm"].notna().any())
+    lines = [
+        f"# Benchmark on `{first.env.id}` ({first.agent.algo}, {first.budget.total_timesteps} env steps per run)", "",
+        f"Final {metric} IQM with 95% bootstrap CI over seeds; threshold {first.eval.metric} >= "
+        f"{first.eval.threshold}; baseline `{baseline}` (final mean {base_final:.3g}).", "",
+        "| design | seeds | final success | final return | " + ("final progress | " if progress else "")
+        + "reached threshold | steps to threshold (IQM) | steps to baseline's final | fraction of budget "
+        "| P(improve) | wall time (s) |",
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if progress else ""),
+    ]
+    for _, row in table.iterrows():
+        frac = row["fraction_of_baseline_steps"]
+        lines.append(
+            f"| {row['design']} | {row['seeds']} | {_ci(row, 'final_success')} | {_ci(row, 'final_return')} | "
+            + (f"{_ci(row, 'final_progress')} | " if progress else "")
+            + f"{row['reached_threshold']} | {_num(row['steps_to_threshold_iqm'])} | "
+            f"{_num(row['steps_to_baseline_final'])} | {_num(frac, 2)} | {_num(row['p_improve_vs_baseline'], 2)} | "
+            f"{row['wall_time_s']:.0f} |")
+    lines += ["", "![curves](curves.png)", ""]
+    if progress and metric != "progress":
+        lines += ["![progress](curves_progress.png)", ""]
+    return "\n".join(lines)
+
+
+def _num(x: Any, digits: int = 3) -> str:
+    if x is None or (isinstance(x, float) and np.isnan(x)):
+        return "-"
+    return f"{float(x):.{digits}g}"
+
+
+def default_jobs() -> int:
+    return max(1, min(2, os.cpu_count() or 1))

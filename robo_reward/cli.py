@@ -1,0 +1,164 @@
+"""``robo-reward``: train, benchmark, evaluate, and list envs and rewards.
+
+    robo-reward train CONFIG [--set key=value ...] [--seed N] [--run-dir DIR]
+    robo-reward train --resume RUN_DIR
+    robo-reward bench CONFIG [CONFIG ...] --seeds N [--jobs J] [--out DIR]
+    robo-reward eval RUN_DIR [--episodes N]
+    robo-reward envs | rewards
+    robo-reward perf [--env HalfCheetah-v5] [--n-envs 1 8]
+
+Other packages (and robo_reward's own envs/hardware parts) add subcommands through the ``robo_reward.commands``
+entry-point group: each entry point is ``add_command(subparsers)`` and sets ``func`` on its parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.metadata
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _train(args: argparse.Namespace) -> int:
+    from robo_reward.config import load_config
+    from robo_reward.runner import default_run_dir, resume, train
+
+    if args.resume:
+        summary = resume(args.resume, progress=not args.no_progress)
+        run_dir = Path(args.resume)
+    else:
+        if not args.config:
+            raise SystemExit("robo-reward train: give a CONFIG file (or --resume RUN_DIR)")
+        cfg = load_config(args.config, args.set)
+        seed = cfg.seed if args.seed is None else args.seed
+        run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg, seed)
+        summary = train(cfg, run_dir, seed=seed, progress=not args.no_progress)
+    print(json.dumps(summary, indent=2))
+    print(f"report: {run_dir / 'report.md'}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from robo_reward.bench import default_jobs, run_bench
+    from robo_reward.config import load_config
+
+    designs = [load_config(c, args.set) for c in args.configs]
+    out = Path(args.out or Path(designs[0].output_dir) / "bench" / "-".join(d.name for d in designs))
+    table = run_bench(designs, out, seeds=args.seeds, jobs=args.jobs or default_jobs(),
+                      progress=not args.no_progress)
+    print((out / "summary.md").read_text() if (out / "summary.md").exists() else table)
+    print(f"report: {out / 'summary.md'}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from robo_reward.config import load_config
+    from robo_reward.runner import TrainingRun
+
+    cfg = load_config(Path(args.run_dir) / "config.yaml")
+    if args.episodes:
+        cfg.eval.episodes = args.episodes
+    run = TrainingRun(cfg, args.run_dir, progress=False)
+    run.restore()
+    row = run.evaluate()
+    (Path(args.run_dir) / "eval_final.json").write_text(json.dumps(row, indent=2))
+    print(json.dumps(row, indent=2))
+    return 0
+
+
+def _envs(args: argparse.Namespace) -> int:
+    import gymnasium as gym
+
+    import robo_reward  # noqa: F401
+
+    ids = sorted(k for k in gym.registry if k.startswith("robo_reward/"))
+    for env_id in ids:
+        spec = gym.registry[env_id]
+        print(f"{env_id:40s} max_episode_steps={spec.max_episode_steps}  ({spec.entry_point})")
+    if not ids:
+        print("no robo_reward/ envs registered")
+    return 0
+
+
+def _rewards(args: argparse.Namespace) -> int:
+    from robo_reward.registry import resolve_reward, reward_names
+
+    for name in reward_names():
+        try:
+            doc = (resolve_reward(name).__doc__ or "").strip().splitlines()[0]
+        except Exception as exc:  # a plugin that fails to import is listed with its error
+            doc = f"(cannot import: {exc})"
+        print(f"{name:22s} {doc}")
+    return 0
+
+
+def _perf(args: argparse.Namespace) -> int:
+    from robo_reward.perf import run_perf
+
+    table = run_perf(args.env, tuple(args.n_envs), steps=args.steps, repeats=args.repeats, out=args.out)
+    print(table.to_string(index=False))
+    print(f"report: {Path(args.out) / 'perf.md'}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="robo-reward", description="Reward design for robot learning.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train one agent with a reward design")
+    p.add_argument("config", nargs="?", help="experiment YAML")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--run-dir")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("bench", help="compare reward designs over seeds")
+    p.add_argument("configs", nargs="+")
+    p.add_argument("--seeds", type=int, help="number of seeds (default: each config's seeds list)")
+    p.add_argument("--jobs", type=int, help="parallel runs (default: 2 on 2+ cores)")
+    p.add_argument("--out")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_bench)
+
+    p = sub.add_parser("eval", help="evaluate a run's latest agent on the env's own reward")
+    p.add_argument("run_dir")
+    p.add_argument("--episodes", type=int)
+    p.set_defaults(func=_eval)
+
+    sub.add_parser("envs", help="list the robo_reward/ envs").set_defaults(func=_envs)
+    sub.add_parser("rewards", help="list registered rewards").set_defaults(func=_rewards)
+
+    p = sub.add_parser("perf", help="reward-path speed benchmark (VecEnv steps/s)")
+    p.add_argument("--env", default="HalfCheetah-v5")
+    p.add_argument("--n-envs", type=int, nargs="+", default=[1, 8])
+    p.add_argument("--steps", type=int, default=4000)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--out", default="benchmarks/perf")
+    p.set_defaults(func=_perf)
+
+    for ep in importlib.metadata.entry_points(group="robo_reward.commands"):
+        ep.load()(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from robo_reward.config import ConfigError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(f"robo-reward: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,207 @@
+"""Experiment configs: one YAML file per experiment, validated with pydantic.
+
+An unknown key or a bad value is an error that names the key and lists the valid ones. ``--set a.b=value``
+overrides any field from the command line (values parse as YAML: ``--set agent.kwargs.gamma=0.95``).
+
+Example (``configs/quickstart/reach_shaped.yaml``)::
+
+    name: shaped
+    env: {id: robo_reward/Reach-v0, n_envs: 4}
+    reward:
+      terms:
+        - {name: potential_shaping, potential: {name: goal_distance, delta: [10, 11, 12]}}
+    agent: {algo: PPO, kwargs: {n_steps: 256}}
+    budget: {total_timesteps: 30000}
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not validate; the message names each bad key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+class WrapperConfig(_Strict):
+    """A Gymnasium wrapper applied to each env before the reward sees it (``"module:Class"`` + kwargs)."""
+
+    entry_point: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+
+
+class EnvConfig(_Strict):
+    """Which env to train on and how many copies to step together."""
+
+    id: str
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    n_envs: int = Field(4, ge=1)
+    vec_env: Literal["dummy", "subproc"] = "dummy"
+    max_episode_steps: int | None = Field(None, ge=1)
+    wrappers: list[WrapperConfig] = Field(default_factory=list)
+    policy_obs: str | None = None  # key of a dict observation the agent sees (the reward still sees all of it)
+
+
+class RewardConfig(_Strict):
+    """The reward design: the agent is paid ``extrinsic_weight * r_env + sum_i weight_i * term_i``.
+
+    Each term is a registry spec, ``{name: <reward>, weight: 1.0, <kwargs>...}``. No terms means the env's own
+    reward (the baseline every benchmark includes).
+    """
+
+    extrinsic_weight: float = 1.0
+    terms: list[dict[str, Any]] = Field(default_factory=list)
+    checkpoint: str | None = None
+
+    @field_validator("terms")
+    @classmethod
+    def _named(cls, terms: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        from robo_reward.registry import reward_names
+
+        for i, term in enumerate(terms):
+            name = term.get("name")
+            if name not in reward_names():
+                hint = difflib.get_close_matches(str(name), reward_names(), n=1)
+                raise ValueError(f"terms[{i}].name={name!r} is not a registered reward"
+                                 + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                                 + f"; registered: {', '.join(reward_names())}")
+        return terms
+
+
+class AgentConfig(_Strict):
+    """The learner: an SB3 (or sb3-contrib, or robo_reward.agents) algorithm and its constructor kwargs."""
+
+    algo: str = "PPO"
+    policy: str = "MlpPolicy"
+    kwargs: dict[str, Any] = Field(default_factory=dict)
+    relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
+    torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
+
+
+class BudgetConfig(_Strict):
+    total_timesteps: int = Field(50_000, ge=1)
+    checkpoint_every: int = Field(10_000, ge=1)
+
+
+EVAL_COLUMNS = {"success": "success_rate", "return": "return_mean", "progress": "final_progress"}
+FINAL_KEYS = {"success": "final_success", "return": "final_return", "progress": "final_progress"}
+
+
+class EvalConfig(_Strict):
+    """Evaluation on the env's own reward (never the designed one), every ``every`` env steps."""
+
+    every: int = Field(5_000, ge=1)
+    episodes: int = Field(10, ge=1)
+    env_kwargs: dict[str, Any] = Field(default_factory=dict)  # overrides for the eval env (e.g. obs_mode: state)
+    n_envs: int = Field(1, ge=1)
+    deterministic: bool = True
+    metric: Literal["success", "return", "progress"] = "success"  # progress: the env's info["progress"] at the end
+    threshold: float = 0.9
+
+
+class LoggingConfig(_Strict):
+    tensorboard: bool = True
+    wandb: bool = False
+    wandb_project: str = "robo_reward"
+    progress: bool = True
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: env, reward design, agent, budget, seeds, evaluation and logging."""
+
+    name: str = "experiment"
+    env: EnvConfig
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    budget: BudgetConfig = Field(default_factory=BudgetConfig)
+    seed: int = 0
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    output_dir: str = "runs"
+
+    def dump(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
+
+
+def _model_for(loc: Sequence[str | int]) -> type[BaseModel] | None:
+    """The config section (model) that holds the last key of ``loc``."""
+    model: type[BaseModel] | None = ExperimentConfig
+    for part in loc[:-1]:
+        if isinstance(part, int):
+            continue
+        if model is None or part not in model.model_fields:
+            return None
+        annotation = model.model_fields[part].annotation
+        candidates = [annotation, *get_args(annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return model
+
+
+def _explain(exc: ValidationError, source: str) -> ConfigError:
+    lines = [f"invalid config {source}:"]
+    for err in exc.errors():
+        loc = list(err["loc"])
+        key = ".".join(str(p) for p in loc)
+        if err["type"] == "extra_forbidden":
+            model = _model_for(loc)
+            valid = sorted(model.model_fields) if model else []
+            hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+            lines.append(f"  unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                         + (f"; valid keys here: {', '.join(valid)}" if valid else ""))
+        else:
+            lines.append(f"  {key}: {err['msg']} (got {err.get('input')!r})")
+    return ConfigError("\n".join(lines))
+
+
+def parse_value(text: str) -> Any:
+    return yaml.safe_load(text)
+
+
+def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``["agent.kwargs.gamma=0.95", ...]`` applied to a nested dict (lists indexed by number)."""
+    data = copy.deepcopy(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like key.path=value")
+        path, _, raw = item.partition("=")
+        keys = path.strip().split(".")
+        node: Any = data
+        for k in keys[:-1]:
+            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+        last = keys[-1]
+        if isinstance(node, list):
+            node[int(last)] = parse_value(raw)
+        else:
+            node[last] = parse_value(raw)
+    return data
+
+
+def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read, override and validate an experiment config."""
+    if isinstance(path, Mapping):
+        data, source = dict(path), "<mapping>"
+    else:
+        source = str(path)
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except FileNotFoundError as exc:
+            raise ConfigError(f"config file {path} does not exist") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config {path} must be a YAML mapping at the top level")
+    data = apply_overrides(data, overrides)
+    try:
+        return ExperimentConfig.model_validate(data)
+    except ValidationError as exc:
+        raise _explain(exc, source) from None

@@ -1,0 +1,207 @@
+"""Progress models: batched hop queries H(start anchor, goal anchor, BEFORE views, AFTER views) in [-1, 1].
+
+Three implementations share one interface, so everything downstream (fusion, shaping, training, VOC) runs
+against any of them:
+
+* :class:`OracleProgressModel`: the exact hop from the env's privileged progress, through the label formulas
+  (tests of everything downstream; fused progress then equals true progress).
+* :class:`LearnedGRM`: the small CPU-trainable stand-in for the paper's GRM (a per-view CNN shared across views,
+  a task embedding, the 8-slot structure START, END, BEFORE x V, AFTER x V, and a tanh hop head).
+* :class:`HttpGRM` (in ``http.py``): the released GRM (or any VLM) behind an OpenAI-compatible endpoint.
+
+A model first *embeds* observations (per state: all views; per anchor: the anchor camera's image), and then
+answers hop queries on embeddings. The reward embeds each new state once per vector step and keeps the
+embeddings of s_{t-1}, s_0 and the anchors, so a step costs one encoder call and one hop call over all envs and
+all three query modes, instead of re-encoding every image three times.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from robo_reward.methods.dopamine.labels import hop_label
+
+
+class ProgressModel(abc.ABC):
+    """H(start, goal, before, after) for batches of embedded anchors and states.
+
+    :param cameras: the views of a state, in slot order (the paper uses front, left wrist, right wrist).
+    :param anchor_camera: the camera of the reference START/END images (front in the paper).
+    """
+
+    needs_privileged: bool = False
+
+    def __init__(self, cameras: Sequence[str] = ("front", "wrist"), anchor_camera: str = "front") -> None:
+        self.cameras, self.anchor_camera = tuple(cameras), anchor_camera
+
+    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
+        """One row per state from its camera images (``views[camera]``: (n, H, W, 3) uint8)."""
+        missing = [c for c in self.cameras if c not in views]
+        if missing:
+            raise KeyError(f"progress model needs cameras {list(self.cameras)}; observation lacks {missing} "
+                           f"(has {sorted(views)}); render them with obs_mode='state+pixels'")
+        return np.stack([np.asarray(views[c]) for c in self.cameras], axis=1)
+
+    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
+        """One row per reference anchor image ((n, H, W, 3) of the anchor camera)."""
+        return np.asarray(images)
+
+    def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
+        """A state whose every view is the anchor image (backward mode puts the goal in all BEFORE slots)."""
+        return np.repeat(np.asarray(anchors)[:, None], len(self.cameras), axis=1)
+
+    @abc.abstractmethod
+    def hop(self, start: np.ndarray, goal: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        """H in [-1, 1] per row; ``start``/``goal`` may have one row, broadcast over the batch."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        pass
+
+
+class OracleProgressModel(ProgressModel):
+    """Exact hops from privileged progress: embeddings are the env's progress values in [0, 1].
+
+    Anchors are the demo's first and last frames, so their progress is 0 and 1.
+    """
+
+    needs_privileged = True
+
+    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
+        if progress is None:
+            raise ValueError("the oracle progress model needs the env's privileged progress (info['progress'])")
+        return np.clip(np.asarray(progress, dtype=np.float64), 0.0, 1.0)
+
+    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
+        if progress is None:
+            raise ValueError("oracle anchors need their progress (0 for START, 1 for END)")
+        return np.asarray(progress, dtype=np.float64)
+
+    def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
+        return np.asarray(anchors, dtype=np.float64)
+
+    def hop(self, start: np.ndarray, goal: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        return hop_label(before, after)
+
+
+def _conv_out(size: int) -> int:
+    for kernel, stride in ((4, 2), (4, 2), (3, 1)):
+        size = (size - kernel) // stride + 1
+    return size
+
+
+class GRMNet(nn.Module):
+    """Per-view CNN encoder shared by all 2 + 2V slots, slot and task embeddings, and a tanh hop head."""
+
+    def __init__(self, num_views: int, num_tasks: int = 1, image_size: int = 48, width: int = 16,
+                 embed_dim: int = 128, task_dim: int = 16, hidden: int = 256) -> None:
+        super().__init__()
+        side = _conv_out(image_size)
+        if side < 1:
+            raise ValueError(f"image_size={image_size} is too small for the GRM encoder (needs >= 22)")
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, width, 4, 2), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, 1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(2 * width * side * side, embed_dim), nn.LayerNorm(embed_dim),
+        )
+        self.num_views, self.image_size = num_views, image_size
+        self.slots = nn.Parameter(torch.zeros(2 + 2 * num_views, embed_dim))
+        self.task = nn.Embedding(num_tasks, task_dim)
+        inputs = (2 + 3 * num_views) * embed_dim + task_dim
+        self.head = nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                  nn.Linear(hidden, 1))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, embed_dim)."""
+        x = images.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+        return self.encoder(x)
+
+    def hop(self, start: torch.Tensor, goal: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
+            task: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, D), (B, D), (B, V, D), (B, V, D) and task ids (B,) -> H in [-1, 1], shape (B,)."""
+        slots = torch.cat([start[:, None], goal[:, None], before, after], dim=1) + self.slots
+        feats = torch.cat([slots.flatten(1), (after - before).flatten(1), self.task(task)], dim=1)
+        return torch.tanh(self.head(feats)).squeeze(-1)
+
+
+class LearnedGRM(ProgressModel):
+    """The small learned GRM (a stand-in for the paper's 3B/8B VLM; see :class:`GRMNet`).
+
+    The paper's GRM reads all views in one prompt and prints a score; this one encodes each view with a shared
+    CNN, adds learned slot embeddings (START, END, BEFORE per view, AFTER per view), appends the view-wise
+    AFTER - BEFORE differences and a task embedding, and regresses H with tanh. It is trained with the paper's
+    adaptation loss (MSE on hop labels), not the released code's token cross-entropy.
+    """
+
+    def __init__(self, cameras: Sequence[str] = ("front", "wrist"), anchor_camera: str = "front", *,
+                 tasks: Sequence[str] = ("default",), task: str | None = None, image_size: int = 48,
+                 seed: int = 0, **net_kwargs: Any) -> None:
+        super().__init__(cameras, anchor_camera)
+        self.tasks = tuple(tasks)
+        self.task_id = self.tasks.index(task) if task is not None else 0
+        self.net_kwargs = dict(net_kwargs, image_size=image_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = GRMNet(len(self.cameras), len(self.tasks), **self.net_kwargs)
+        self.net.eval()
+
+    def _encode(self, images: np.ndarray) -> np.ndarray:
+        flat = images.reshape(-1, *images.shape[-3:])
+        if flat.shape[1:3] != (self.net.image_size, self.net.image_size):
+            raise ValueError(f"GRM expects {self.net.image_size}x{self.net.image_size} images, got "
+                             f"{flat.shape[1]}x{flat.shape[2]}; set the env's image_size to match")
+        with torch.inference_mode():
+            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
+        return out.numpy().reshape(*images.shape[:-3], -1)
+
+    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
+        return self._encode(super().embed_states(views))
+
+    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
+        return self._encode(np.asarray(images))
+
+    def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
+        return np.repeat(np.asarray(anchors)[:, None], len(self.cameras), axis=1)
+
+    def hop(self, start: np.ndarray, goal: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        n = len(after)
+        t = torch.from_numpy
+        with torch.inference_mode():
+            out = self.net.hop(t(np.broadcast_to(start, (n, start.shape[-1])).copy()),
+                               t(np.broadcast_to(goal, (n, goal.shape[-1])).copy()), t(before), t(after),
+                               torch.full((n,), self.task_id, dtype=torch.long))
+        return out.numpy().astype(np.float64)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "tasks": self.tasks, "cameras": self.cameras,
+                "anchor_camera": self.anchor_camera, "net_kwargs": self.net_kwargs}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if tuple(state["cameras"]) != self.cameras:
+            raise ValueError(f"GRM checkpoint was trained on cameras {list(state['cameras'])}, this model uses "
+                             f"{list(self.cameras)}; set cameras to match")
+        self.tasks = tuple(state["tasks"])
+        self.net_kwargs = dict(state["net_kwargs"])
+        self.net = GRMNet(len(self.cameras), len(self.tasks), **self.net_kwargs)
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+
+    @classmethod
+    def load(cls, path: str, *, task: str | None = None) -> LearnedGRM:
+        """A GRM saved by :func:`robo_reward.methods.dopamine.training.save_grm`."""
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        model = cls(state["cameras"], state["anchor_camera"], tasks=state["tasks"], **state["net_kwargs"])
+        model.load_state_dict(state)
+        if task is not None:
+            if task not in model.tasks:
+                raise ValueError(f"task {task!r} is not one the GRM was trained on: {list(model.tasks)}")
+            model.task_id = model.tasks.index(task)
+        return model

@@ -1,0 +1,382 @@
+"""One training run: build env, reward and agent from a config, train with evaluation and checkpoints.
+
+A run folder holds::
+
+    config.yaml          the resolved config (what ran, after --set overrides)
+    checkpoints/latest   name of the newest complete checkpoint folder (switched atomically)
+    checkpoints/step_N/  agent.zip, reward.pt, replay_buffer.pkl (off-policy), state.json
+    eval.csv             evaluation on the env's own reward: success rate and return against env steps
+    episodes.csv         every training episode: length, each reward term's sum, success
+    tb/                  TensorBoard events (SB3 logger), wandb/ when enabled (offline)
+    report.md, curves.png, summary.json
+
+A checkpoint folder is written completely before ``latest`` points at it, so a run killed at any moment resumes
+(``robo-reward train --resume RUN_DIR``) from its last complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import torch
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.logger import configure
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.utils import set_random_seed
+from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
+
+from robo_reward.agents_registry import is_off_policy, resolve_algo
+from robo_reward.checkpoint import atomic_write, load_reward_state, save_reward
+from robo_reward.config import EVAL_COLUMNS, EnvConfig, ExperimentConfig, RewardConfig, load_config
+from robo_reward.protocol import Reward
+from robo_reward.registry import build_reward
+from robo_reward.sb3 import (
+    RelabelingDictReplayBuffer,
+    RelabelingReplayBuffer,
+    RewardCallback,
+    RewardVecEnvWrapper,
+    VecObservationKey,
+)
+
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def make_env_fn(cfg: EnvConfig, seed: int, rank: int) -> Callable[[], gym.Env]:
+    """A thunk building one monitored env (for SB3's VecEnvs)."""
+
+    def thunk() -> gym.Env:
+        import robo_reward  # noqa: F401  (registers the package's envs in subprocesses)
+
+        kwargs = dict(cfg.kwargs)
+        if cfg.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = cfg.max_episode_steps
+        env = gym.make(cfg.id, **kwargs)
+        for w in cfg.wrappers:
+            module, _, attr = w.entry_point.partition(":")
+            import importlib
+
+            env = getattr(importlib.import_module(module), attr)(env, **w.kwargs)
+        env = Monitor(env, info_keywords=("is_success",) if _has_success(env) else ())
+        env.action_space.seed(seed + rank)
+        return env
+
+    return thunk
+
+
+def _has_success(env: gym.Env) -> bool:
+    return bool(getattr(env.unwrapped, "has_success", False))
+
+
+def make_vec(cfg: EnvConfig, seed: int, n_envs: int | None = None) -> VecEnv:
+    """``n_envs`` copies of the configured env (monitored, seeded); no reward design, no key selection."""
+    n = n_envs or cfg.n_envs
+    fns = [make_env_fn(cfg, seed, i) for i in range(n)]
+    venv: VecEnv = SubprocVecEnv(fns, start_method="spawn") if cfg.vec_env == "subproc" and n > 1 else DummyVecEnv(fns)
+    venv.seed(seed)
+    return venv
+
+
+def build_design(cfg: RewardConfig) -> Reward | None:
+    """The configured reward terms as one reward (None: the env's own reward alone)."""
+    if not cfg.terms:
+        return None
+    specs, weights = [], []
+    for term in cfg.terms:
+        term = dict(term)
+        weights.append(float(term.pop("weight", 1.0)))
+        specs.append(term)
+    if len(specs) == 1 and weights[0] == 1.0:
+        return build_reward(specs[0])
+    from robo_reward.shaping import WeightedSum
+
+    return WeightedSum([build_reward(s) for s in specs], weights=weights)
+
+
+class _Metrics:
+    """Evaluation rows and training-episode rows of a run, written to CSV and kept in checkpoints."""
+
+    def __init__(self) -> None:
+        self.eval: list[dict[str, float]] = []
+        self.episodes: list[dict[str, float]] = []
+
+    def write(self, run_dir: Path) -> None:
+        for name, rows in (("eval.csv", self.eval), ("episodes.csv", self.episodes)):
+            if rows:
+                atomic_write(run_dir / name, lambda tmp, rows=rows: pd.DataFrame(rows).to_csv(tmp, index=False))
+
+    def state(self) -> dict[str, Any]:
+        return {"eval": self.eval, "episodes": self.episodes}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.eval, self.episodes = list(state["eval"]), list(state["episodes"])
+
+
+class TrainingRun:
+    """Builds and trains one (config, seed) run in ``run_dir``; :meth:`resume` continues a killed one."""
+
+    def __init__(self, cfg: ExperimentConfig, run_dir: str | Path, *, seed: int | None = None,
+                 progress: bool | None = None) -> None:
+        self.cfg = cfg
+        self.seed = cfg.seed if seed is None else seed
+        self.run_dir = Path(run_dir)
+        self.progress = cfg.logging.progress if progress is None else progress
+        self.metrics = _Metrics()
+        self.wall_time = 0.0
+        self.model: BaseAlgorithm | None = None
+        self.reward: Reward | None = None
+        self.reward_callback: RewardCallback | None = None
+        self._wandb: Any = None
+        self.observation_space: gym.Space | None = None
+
+    # -- construction -------------------------------------------------------------------------------------
+    def _build_env(self) -> VecEnv:
+        venv = make_vec(self.cfg.env, self.seed)
+        self.reward = build_design(self.cfg.reward)
+        if self.reward is not None:
+            venv = RewardVecEnvWrapper(venv, self.reward, extrinsic_weight=self.cfg.reward.extrinsic_weight,
+                                       checkpoint=self.cfg.reward.checkpoint)
+        return self._policy_view(venv)
+
+    def _policy_view(self, venv: VecEnv) -> VecEnv:
+        key = self.cfg.env.policy_obs
+        if key is None or not isinstance(venv.observation_space, gym.spaces.Dict):
+            return venv
+        return VecObservationKey(venv, key)
+
+    def _agent_kwargs(self) -> dict[str, Any]:
+        kwargs = dict(self.cfg.agent.kwargs)
+        relabel = self.cfg.agent.relabel
+        if is_off_policy(self.cfg.agent.algo) and self.reward is not None and relabel is not False:
+            if not (self.reward.stateless and not self.reward.needs_infos):
+                if relabel:
+                    raise ValueError(f"agent.relabel=true but reward '{self.reward.name}' cannot be recomputed for "
+                                     "stored transitions (it is stateful or reads infos); set agent.relabel: false")
+            else:
+                dict_obs = isinstance(self.observation_space, gym.spaces.Dict)
+                kwargs["replay_buffer_class"] = RelabelingDictReplayBuffer if dict_obs else RelabelingReplayBuffer
+        return kwargs
+
+    def _configure_logging(self, model: BaseAlgorithm) -> None:
+        formats = ["csv"] + (["tensorboard"] if self.cfg.logging.tensorboard else [])
+        model.set_logger(configure(str(self.run_dir / "tb"), formats))
+        if self.cfg.logging.wandb:
+            import wandb
+
+            os.environ.setdefault("WANDB_MODE", "offline")
+            self._wandb = wandb.init(project=self.cfg.logging.wandb_project, dir=str(self.run_dir),
+                                     name=f"{self.cfg.name}-s{self.seed}", config=self.cfg.model_dump(mode="json"),
+                                     mode=os.environ["WANDB_MODE"], reinit="finish_previous")
+
+    def setup(self) -> None:
+        """Create the run folder and a fresh agent."""
+        torch.set_num_threads(self.cfg.agent.torch_threads)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.dump()))
+        set_random_seed(self.seed)
+        venv = self._build_env()
+        self.observation_space = venv.observation_space
+        algo = resolve_algo(self.cfg.agent.algo)
+        self.model = algo(self.cfg.agent.policy, venv, seed=self.seed, verbose=0, **self._agent_kwargs())
+        self._configure_logging(self.model)
+
+    # -- checkpoints --------------------------------------------------------------------------------------
+    @property
+    def checkpoint_root(self) -> Path:
+        return self.run_dir / "checkpoints"
+
+    def latest_checkpoint(self) -> Path | None:
+        pointer = self.checkpoint_root / "latest"
+        if not pointer.exists():
+            return None
+        path = self.checkpoint_root / pointer.read_text().strip()
+        return path if (path / "state.json").exists() else None
+
+    def save_checkpoint(self) -> Path:
+        assert self.model is not None
+        step = int(self.model.num_timesteps)
+        folder = self.checkpoint_root / f"step_{step}"
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        self.model.save(folder / "agent.zip")
+        if self.reward is not None:
+            save_reward(self.reward, folder / "reward.pt")
+        if hasattr(self.model, "replay_buffer") and getattr(self.model, "replay_buffer", None) is not None:
+            self.model.save_replay_buffer(folder / "replay_buffer.pkl")  # type: ignore[attr-defined]
+        state = {"timesteps": step, "wall_time": self.wall_time, "seed": self.seed, **self.metrics.state(),
+                 "reward_episodes": len(self.reward_callback.episodes) if self.reward_callback else 0}
+        (folder / "state.json").write_text(json.dumps(state))
+        previous = self.latest_checkpoint()
+        atomic_write(self.checkpoint_root / "latest", lambda tmp: Path(tmp).write_text(folder.name))
+        if previous is not None and previous != folder:
+            shutil.rmtree(previous, ignore_errors=True)
+        self.metrics.write(self.run_dir)
+        return folder
+
+    def restore(self) -> int:
+        """Load the newest complete checkpoint of ``run_dir``; returns the env steps it had done."""
+        folder = self.latest_checkpoint()
+        if folder is None:
+            raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint to resume from")
+        torch.set_num_threads(self.cfg.agent.torch_threads)
+        state = json.loads((folder / "state.json").read_text())
+        self.seed = int(state["seed"])
+        venv = self._build_env()
+        self.observation_space = venv.observation_space
+        algo = resolve_algo(self.cfg.agent.algo)
+        self.model = algo.load(folder / "agent.zip", env=venv, device="cpu")
+        if self.reward is not None and (folder / "reward.pt").exists():
+            load_reward_state(self.reward, folder / "reward.pt")
+        if (folder / "replay_buffer.pkl").exists():
+            self.model.load_replay_buffer(folder / "replay_buffer.pkl")  # type: ignore[attr-defined]
+            buffer = self.model.replay_buffer  # type: ignore[attr-defined]
+            if isinstance(buffer, (RelabelingReplayBuffer, RelabelingDictReplayBuffer)):
+                buffer.reward = None
+        self.model.set_random_seed(self.seed + int(state["timesteps"]))
+        self.metrics.load(state)
+        self.wall_time = float(state["wall_time"])
+        self._configure_logging(self.model)
+        return int(state["timesteps"])
+
+    # -- training -----------------------------------------------------------------------------------------
+    def evaluate(self) -> dict[str, float]:
+        """Episodes of the current policy on the env's own reward (no reward design), seeded per evaluation."""
+        assert self.model is not None
+        env_cfg = self.cfg.env.model_copy(update={"kwargs": {**self.cfg.env.kwargs, **self.cfg.eval.env_kwargs}})
+        env = self._policy_view(make_vec(env_cfg, seed=10_000 + self.seed + len(self.metrics.eval),
+                                         n_envs=self.cfg.eval.n_envs))
+        successes: list[float] = []
+        progress: list[float] = []
+
+        def on_step(local: dict[str, Any], _: dict[str, Any]) -> None:
+            if local["done"]:
+                info = local["info"]
+                if "is_success" in info:
+                    successes.append(float(info["is_success"]))
+                if "progress" in info:
+                    progress.append(float(info["progress"]))
+
+        returns, lengths = evaluate_policy(self.model, env, n_eval_episodes=self.cfg.eval.episodes,
+                                           deterministic=self.cfg.eval.deterministic, return_episode_rewards=True,
+                                           callback=on_step)
+        env.close()
+        row = {"timestep": float(self.model.num_timesteps), "return_mean": float(np.mean(returns)),
+               "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
+               "success_rate": float(np.mean(successes)) if successes else float("nan"),
+               "final_progress": float(np.mean(progress)) if progress else float("nan"),
+               "wall_time": self.wall_time}
+        self.metrics.eval.append(row)
+        if self._wandb is not None:
+            self._wandb.log({f"eval/{k}": v for k, v in row.items()}, step=int(row["timestep"]))
+        return row
+
+    def learn(self, *, resumed: bool = False) -> dict[str, Any]:
+        """Train to the budget with evaluations and checkpoints; writes the report at the end."""
+        assert self.model is not None
+        callbacks: list[BaseCallback] = [_Schedule(self)]
+        if self.reward is not None:
+            self.reward_callback = _EpisodeLog(self)
+            callbacks.insert(0, self.reward_callback)
+        if not resumed and not self.metrics.eval:
+            self.evaluate()
+        remaining = self.cfg.budget.total_timesteps - int(self.model.num_timesteps)
+        if remaining > 0:
+            self.model.learn(remaining, callback=CallbackList(callbacks), reset_num_timesteps=not resumed,
+                             progress_bar=self.progress, tb_log_name="train")
+        if not self.metrics.eval or self.metrics.eval[-1]["timestep"] < self.model.num_timesteps:
+            self.evaluate()
+        self.save_checkpoint()
+        summary = self.summary()
+        atomic_write(self.run_dir / "summary.json", lambda tmp: Path(tmp).write_text(json.dumps(summary, indent=2)))
+        from robo_reward.report import write_run_report
+
+        write_run_report(self.run_dir, self.cfg, summary, self.metrics.eval, self.metrics.episodes)
+        if self._wandb is not None:
+            self._wandb.finish()
+        self.model.get_env().close()  # type: ignore[union-attr]
+        return summary
+
+    def summary(self) -> dict[str, Any]:
+        last = self.metrics.eval[-1]
+        metric = EVAL_COLUMNS[self.cfg.eval.metric]
+        reached = [r["timestep"] for r in self.metrics.eval if r[metric] >= self.cfg.eval.threshold]
+        success = None if np.isnan(last["success_rate"]) else last["success_rate"]
+        progress = last.get("final_progress", float("nan"))
+        return {"name": self.cfg.name, "seed": self.seed, "timesteps": int(last["timestep"]),
+                "final_success": success, "final_return": last["return_mean"],
+                "final_progress": None if np.isnan(progress) else progress,
+                "steps_to_threshold": reached[0] if reached else None, "metric": metric,
+                "threshold": self.cfg.eval.threshold, "wall_time": self.wall_time}
+
+
+class _EpisodeLog(RewardCallback):
+    """RewardCallback whose per-episode sums also go to the run's episodes.csv."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        super().__init__()
+        self.run = run
+
+    def _on_step(self) -> bool:
+        before = len(self.episodes)
+        ok = super()._on_step()
+        self.run.metrics.episodes.extend(self.episodes[before:])
+        return ok
+
+
+class _Schedule(BaseCallback):
+    """Evaluates every ``eval.every`` and checkpoints every ``budget.checkpoint_every`` env steps; keeps time."""
+
+    def __init__(self, run: TrainingRun) -> None:
+        super().__init__()
+        self.run = run
+        self._t0 = time.perf_counter()
+
+    def _on_training_start(self) -> None:
+        self._t0 = time.perf_counter()
+        self._base = self.run.wall_time
+        self._next_eval = self._next(self.run.cfg.eval.every)
+        self._next_ckpt = self._next(self.run.cfg.budget.checkpoint_every)
+
+    def _next(self, every: int) -> int:
+        return (self.num_timesteps // every + 1) * every
+
+    def _on_step(self) -> bool:
+        self.run.wall_time = self._base + time.perf_counter() - self._t0
+        if self.num_timesteps >= self._next_eval:
+            self.run.evaluate()
+            self._next_eval = self._next(self.run.cfg.eval.every)
+        if self.num_timesteps >= self._next_ckpt:
+            self.run.save_checkpoint()
+            self._next_ckpt = self._next(self.run.cfg.budget.checkpoint_every)
+        return True
+
+
+def train(cfg: ExperimentConfig, run_dir: str | Path, *, seed: int | None = None,
+          progress: bool | None = None) -> dict[str, Any]:
+    """Train one run from scratch into ``run_dir`` and return its summary."""
+    run = TrainingRun(cfg, run_dir, seed=seed, progress=progress)
+    run.setup()
+    return run.learn()
+
+
+def resume(run_dir: str | Path, *, progress: bool | None = None) -> dict[str, Any]:
+    """Continue a run from its newest complete checkpoint (its own resolved config.yaml)."""
+    cfg = load_config(Path(run_dir) / "config.yaml")
+    run = TrainingRun(cfg, run_dir, progress=progress)
+    run.restore()
+    return run.learn(resumed=True)
+
+
+def default_run_dir(cfg: ExperimentConfig, seed: int) -> Path:
+    return Path(cfg.output_dir) / f"{cfg.name}-s{seed}-{time.strftime('%Y%m%d-%H%M%S')}"

@@ -1,0 +1,121 @@
+"""The CLI: config validation, seeded determinism, resume after a kill, bench tables."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from robo_reward.cli import main
+from robo_reward.config import ConfigError, load_config
+
+CONFIG = {
+    "name": "pend",
+    "env": {"id": "Pendulum-v1", "n_envs": 2},
+    "reward": {"terms": [{"name": "goal_distance", "delta": [2], "weight": 0.1}]},
+    "agent": {"algo": "PPO", "kwargs": {"n_steps": 64, "batch_size": 64, "n_epochs": 2}},
+    "budget": {"total_timesteps": 768, "checkpoint_every": 256},
+    "eval": {"every": 256, "episodes": 2, "metric": "return", "threshold": -1200},
+    "logging": {"progress": False},
+}
+
+
+def write_config(tmp_path: Path, **changes) -> Path:
+    cfg = {**CONFIG, **changes}
+    path = tmp_path / f"{cfg['name']}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def test_unknown_key_and_bad_value_are_named(tmp_path, capsys) -> None:
+    bad = write_config(tmp_path, agent={"algo": "PPO", "kwarg": {}})
+    assert main(["train", str(bad), "--run-dir", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'agent.kwarg'" in err and "did you mean 'kwargs'" in err and "valid keys here" in err
+    with pytest.raises(ConfigError, match=r"budget.total_timesteps: Input should be greater than or equal to 1"):
+        load_config(write_config(tmp_path), ["budget.total_timesteps=0"])
+    assert load_config(write_config(tmp_path), ["agent.kwargs.gamma=0.95"]).agent.kwargs["gamma"] == 0.95
+
+
+def test_two_seeded_runs_give_identical_metrics(tmp_path) -> None:
+    cfg = write_config(tmp_path)
+    for name in ("a", "b"):
+        assert main(["train", str(cfg), "--run-dir", str(tmp_path / name), "--no-progress"]) == 0
+    for csv in ("eval.csv", "episodes.csv"):
+        a = pd.read_csv(tmp_path / "a" / csv).drop(columns=["wall_time"], errors="ignore")
+        b = pd.read_csv(tmp_path / "b" / csv).drop(columns=["wall_time"], errors="ignore")
+        pd.testing.assert_frame_equal(a, b)
+    run = tmp_path / "a"
+    for f in ("config.yaml", "report.md", "curves.png", "summary.json", "checkpoints/latest"):
+        assert (run / f).exists(), f
+    latest = (run / "checkpoints" / (run / "checkpoints" / "latest").read_text())
+    assert {p.name for p in latest.iterdir()} >= {"agent.zip", "reward.pt", "state.json"}
+    assert list((run / "tb").glob("events.out.tfevents.*"))
+
+
+def test_resume_after_kill_continues_from_last_checkpoint(tmp_path) -> None:
+    cfg = write_config(tmp_path, budget={"total_timesteps": 20_000, "checkpoint_every": 256})
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "robo_reward.cli", "train", str(cfg), "--run-dir", str(run_dir),
+                             "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    latest = run_dir / "checkpoints" / "latest"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (latest.exists() and latest.read_text().strip() != "step_256"):
+        time.sleep(0.05)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert latest.exists(), proc.stderr.read().decode() if proc.stderr else "no checkpoint written"
+    checkpoint_step = int(latest.read_text().strip().split("_")[1])
+    assert 0 < checkpoint_step < 20_000
+    # shorten the remaining budget so the test stays quick, then resume
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    saved["budget"]["total_timesteps"] = checkpoint_step + 512
+    (run_dir / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(["train", "--resume", str(run_dir), "--no-progress"]) == 0
+    ev = pd.read_csv(run_dir / "eval.csv")
+    assert ev["timestep"].is_monotonic_increasing and ev["timestep"].is_unique
+    assert ev["timestep"].iloc[-1] == checkpoint_step + 512
+    assert ev["timestep"].iloc[0] == 0
+    ep = pd.read_csv(run_dir / "episodes.csv")
+    assert ep["timestep"].is_monotonic_increasing
+
+
+def test_bench_adds_env_reward_baseline_and_writes_table(tmp_path) -> None:
+    cfg = write_config(tmp_path, budget={"total_timesteps": 256, "checkpoint_every": 256},
+                       eval={"every": 128, "episodes": 1, "metric": "return", "threshold": -1500})
+    out = tmp_path / "bench"
+    assert main(["bench", str(cfg), "--seeds", "2", "--jobs", "2", "--out", str(out), "--no-progress"]) == 0
+    table = pd.read_csv(out / "summary.csv")
+    assert set(table["design"]) == {"env_reward", "pend"}
+    assert (table["seeds"] == 2).all()
+    assert {"final_return_iqm", "final_return_ci_low", "steps_to_threshold_iqm", "wall_time_s"} <= set(table.columns)
+    assert (out / "curves.png").exists() and "| design |" in (out / "summary.md").read_text()
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4
+    # a second call finds every run finished and only rewrites the tables
+    start = time.time()
+    assert main(["bench", str(cfg), "--seeds", "2", "--out", str(out), "--no-progress"]) == 0
+    assert time.time() - start < 30
+
+
+def test_listing_commands(capsys) -> None:
+    assert main(["rewards"]) == 0
+    assert "potential_shaping" in capsys.readouterr().out
+    assert main(["envs"]) == 0
+
+
+@pytest.mark.slow
+def test_wandb_offline_files_when_enabled(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = write_config(tmp_path, budget={"total_timesteps": 256, "checkpoint_every": 256},
+                       logging={"progress": False, "wandb": True, "tensorboard": False})
+    assert main(["train", str(cfg), "--run-dir", str(tmp_path / "w"), "--no-progress"]) == 0
+    runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
+    assert runs and any(runs[0].glob("*.wandb"))
