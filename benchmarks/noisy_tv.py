@@ -87,7 +87,7 @@ def run(task: str, method: str, mode: str, seed: int, steps: int) -> tuple[dict[
     if method == "extrinsic":
         extrinsic_weight = 0.0
     else:
-        spec.update(seed=seed, weight=1.0 if mode == "intrinsic" else MIXED_WEIGHT, update_every=N_STEPS)
+        spec.update(seed=seed, coef=1.0 if mode == "intrinsic" else MIXED_WEIGHT, update_every=N_STEPS)
         extrinsic_weight = 0.0 if mode == "intrinsic" else 1.0
     env = RewardVecEnvWrapper(venv, spec, extrinsic_weight=extrinsic_weight)
     model = PPO("MlpPolicy", env, n_steps=N_STEPS, batch_size=256, n_epochs=4, learning_rate=2.5e-4,

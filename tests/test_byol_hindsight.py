@@ -204,7 +204,7 @@ def test_ppo_trains_the_world_model_online_and_logs_streams_apart() -> None:
 
     venv = DummyVecEnv([lambda: gym.make("robo_reward/NoisyTVOnDemand-v0", max_steps=40)] * 2)
     venv.seed(0)
-    env = RewardVecEnvWrapper(venv, {"name": "byol_hindsight", "update_every": 32, "weight": 0.5, **SMALL},
+    env = RewardVecEnvWrapper(venv, {"name": "byol_hindsight", "update_every": 32, "coef": 0.5, **SMALL},
                               extrinsic_weight=1.0)
     model = PPO("MlpPolicy", env, n_steps=32, batch_size=32, n_epochs=1, seed=0, device="cpu")
     callback = RewardCallback()
@@ -240,7 +240,7 @@ def test_bad_spaces_and_arguments_are_refused() -> None:
     with pytest.raises(ValueError, match="horizon"):
         BYOLExplore(horizon=0).bind(OBS, ACT, 1)
     with pytest.raises(ValueError, match=">= 0"):
-        BYOLExplore(weight=-1.0)
+        BYOLExplore(coef=-1.0)
     with pytest.raises(ValueError, match="negatives"):
         BYOLHindsight(negatives=0)
     BYOLHindsight(**SMALL).bind(OBS, gym.spaces.Box(-1, 1, (2,)), 1)  # continuous actions are fine

@@ -11,7 +11,7 @@ r^i_t = sum_{q=1..K} l(t+1-q, q), the summed loss of every open-loop prediction 
 points inside the current episode only). For Hindsight each term is l_rec + inv_weight * l_inv, where l_inv is the
 tuple's InfoNCE term against a bank of recent codes: a code that smuggles predictable information is charged.
 The raw reward is normalised by EMA estimates of its mean and second moment and prioritised,
-r~ = max((r - mu) / sigma, 0); the adapter pays r_ext + lambda * r~ (``weight`` = lambda) and logs each stream.
+r~ = max((r - mu) / sigma, 0); the adapter pays r_ext + lambda * r~ (``coef`` = lambda) and logs each stream.
 
 Per env, the reward keeps the closed-loop belief and a K-deep queue of open-loop states, so r^i_t is known at
 step time. Beliefs restart in :meth:`reset` from the first observation; the transition that ends an episode is
@@ -68,7 +68,7 @@ from robo_reward.protocol import Obs, RewardError, TransitionBatch, obs_len
 class BYOLExplore(IntrinsicReward):
     """BYOL-Explore's intrinsic reward (Guo et al., NeurIPS 2022, arXiv 2206.08332).
 
-    :param weight: lambda, the weight of the normalised intrinsic reward (the adapter adds r_ext).
+    :param coef: lambda, the weight of the normalised intrinsic reward (the adapter adds r_ext).
     :param horizon: K, open-loop prediction depth.
     :param hidden, embed, belief: MLP width, embedding size, GRU belief size.
     :param lr: Adam learning rate. :param target_ema: alpha of the target encoder's EMA.
@@ -82,11 +82,11 @@ class BYOLExplore(IntrinsicReward):
     name = "byol_explore"
     hindsight = False
 
-    def __init__(self, *, weight: float = 1.0, horizon: int = 3, hidden: int = 128, embed: int = 32,
+    def __init__(self, *, coef: float = 1.0, horizon: int = 3, hidden: int = 128, embed: int = 32,
                  belief: int = 64, lr: float = 1e-3, target_ema: float = 0.99, update_every: int = 128,
                  epochs: int = 2, chunk_len: int = 16, chunk_batch: int = 16, normalize: bool = True,
                  norm_decay: float = 0.99, max_onehot: int = 32, seed: int = 0, label: str | None = None) -> None:
-        super().__init__(weight=weight, normalize=normalize, norm_decay=norm_decay, norm_mode="prioritized",
+        super().__init__(coef=coef, normalize=normalize, norm_decay=norm_decay, norm_mode="prioritized",
                          seed=seed, label=label or self.name)
         if update_every < 1 or epochs < 1 or chunk_len < 1 or chunk_batch < 1:
             raise ValueError("update_every, epochs, chunk_len and chunk_batch must all be >= 1")
@@ -157,7 +157,7 @@ class BYOLExplore(IntrinsicReward):
 
     def raw_reward(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         model = self._require_model()
-        ids = np.asarray(batch.env_ids)
+        ids = np.array(batch.env_ids)
         if self._needs_reset[ids].any():
             raise RewardError(f"reward '{self.name}' has no belief for envs {ids[self._needs_reset[ids]].tolist()}: "
                               "reset(obs, env_mask) must run when their episodes begin (the robo_reward adapters "

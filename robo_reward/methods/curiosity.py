@@ -206,21 +206,22 @@ def split_by_env(batch: TransitionBatch) -> EnvSequences:
 
 
 class IntrinsicReward(Reward):
-    """Base of the curiosity rewards: pays ``weight * normalise(raw)`` and reports every stream.
+    """Base of the curiosity rewards: pays ``coef * normalise(raw)`` and reports every stream.
 
     Subclasses implement :meth:`raw_reward` (the un-normalised bonus and any extra terms) and :meth:`update`.
     ``evaluate`` folds each step's raw bonus into the normaliser and reports, under the reward's name ``n``:
-    ``n`` (what is paid: weight times the normalised bonus), ``n/raw`` and ``n/normalized``; the adapter adds
-    ``extrinsic``, so the agent's reward is r_ext + lambda * r_int with both streams logged apart.
+    ``n`` (what is paid: ``coef`` = lambda times the normalised bonus), ``n/raw`` and ``n/normalized``; the adapter
+    adds ``extrinsic``, so the agent's reward is r_ext + lambda * r_int with both streams logged apart. (In a YAML
+    config, a term's ``weight`` multiplies the whole term, which is the same lambda.)
     """
 
     stateless = False
 
-    def __init__(self, *, weight: float, normalize: bool, norm_decay: float, norm_mode: str, seed: int,
+    def __init__(self, *, coef: float, normalize: bool, norm_decay: float, norm_mode: str, seed: int,
                  label: str) -> None:
-        if weight < 0:
-            raise ValueError(f"intrinsic weight must be >= 0, got {weight}")
-        self.weight, self.seed, self.name = float(weight), int(seed), label
+        if coef < 0:
+            raise ValueError(f"intrinsic coefficient (lambda) must be >= 0, got {coef}")
+        self.coef, self.seed, self.name = float(coef), int(seed), label
         self.normalizer = EMANormalizer(decay=norm_decay, mode=norm_mode) if normalize else None
 
     def raw_reward(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -235,7 +236,7 @@ class IntrinsicReward(Reward):
             bonus = self.normalizer.normalize(raw)
         else:
             bonus = raw
-        paid = self.weight * bonus
+        paid = self.coef * bonus
         terms = {self.name: paid, f"{self.name}/raw": raw, f"{self.name}/normalized": bonus}
         terms.update({f"{self.name}/{k}": v for k, v in extra.items()})
         return RewardOutput(paid, terms)

@@ -38,9 +38,9 @@ from robo_reward.protocol import RewardError, TransitionBatch
 
 
 class RND(IntrinsicReward):
-    """RND's intrinsic reward ``weight * ||f^(o') - f(o')||^2 / sigma``.
+    """RND's intrinsic reward ``coef * ||f^(o') - f(o')||^2 / sigma``.
 
-    :param weight: lambda, the weight of the normalised bonus. :param hidden: MLP width.
+    :param coef: lambda, the weight of the normalised bonus. :param hidden: MLP width.
     :param features: output size of the target and predictor networks. :param lr: Adam learning rate.
     :param update_every: vector steps between updates (match PPO's ``n_steps``).
     :param epochs: passes over the collected transitions per update. :param batch_size: minibatch size.
@@ -50,10 +50,10 @@ class RND(IntrinsicReward):
     name = "rnd"
     stateless = True
 
-    def __init__(self, *, weight: float = 1.0, hidden: int = 256, features: int = 64, lr: float = 3e-4,
+    def __init__(self, *, coef: float = 1.0, hidden: int = 256, features: int = 64, lr: float = 3e-4,
                  update_every: int = 128, epochs: int = 4, batch_size: int = 256, normalize: bool = True,
                  norm_decay: float = 0.99, max_onehot: int = 32, seed: int = 0, label: str | None = None) -> None:
-        super().__init__(weight=weight, normalize=normalize, norm_decay=norm_decay, norm_mode="scale", seed=seed,
+        super().__init__(coef=coef, normalize=normalize, norm_decay=norm_decay, norm_mode="scale", seed=seed,
                          label=label or self.name)
         if update_every < 1 or epochs < 1 or batch_size < 1:
             raise ValueError("update_every, epochs and batch_size must all be >= 1")
@@ -91,7 +91,7 @@ class RND(IntrinsicReward):
 
     def relabel(self, batch: TransitionBatch) -> np.ndarray:
         raw, _ = self.raw_reward(batch)
-        return self.weight * (raw if self.normalizer is None else self.normalizer.normalize(raw))
+        return self.coef * (raw if self.normalizer is None else self.normalizer.normalize(raw))
 
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """Fit the predictor to the target on the successor observations collected since the last update."""
