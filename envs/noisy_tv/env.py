@@ -125,22 +125,24 @@ class NoisyTVEnv(MiniGridEnv):
         return bool(vis_mask[coords[0], coords[1]])
 
     # -- dynamics --------------------------------------------------------------------------------------------
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
+    def reset(self, *, seed: int | None = None,  # type: ignore[override]
+              options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
         self._noise = None
-        obs, _ = super().reset(seed=seed, options=options)
+        obs: np.ndarray = super().reset(seed=seed, options=options)[0]
         self._visited = {tuple(self.agent_pos)}
         in_view = self.tv_visible()
         if self.tv == "cell" and in_view:
             obs = self._retune()
         return obs, self._info(pressed=False, in_view=in_view, noise=self.tv == "cell" and in_view)
 
-    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[np.ndarray, float, bool, bool, dict[str, Any]]:  # type: ignore[override]
         pressed = int(action) == REMOTE_ACTION
         noise = self.tv == "on_demand" and pressed
         self._noise = None
         if noise:
             cells = self.np_random.integers(len(SCENERY), size=(self.agent_view_size, self.noise_rows))
             self._noise = SCENERY[cells]
+        obs: np.ndarray
         obs, reward, terminated, truncated, _ = super().step(action)
         self._visited.add(tuple(self.agent_pos))
         in_view = self.tv_visible()

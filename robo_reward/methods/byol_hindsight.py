@@ -126,6 +126,11 @@ class BYOLExplore(IntrinsicReward):
         self._needs_reset = np.ones(num_envs, dtype=bool)
         self._trace.clear()
 
+    def _action_space(self) -> gym.Space:
+        if self.action_space is None:
+            raise RewardError(f"reward '{self.name}' is not bound to an env yet: wrap an env with it first")
+        return self.action_space
+
     def _require_model(self) -> WorldModel:
         if self.model is None:
             raise RewardError(f"reward '{self.name}' is not bound to an env yet: wrap an env with it first")
@@ -166,7 +171,7 @@ class BYOLExplore(IntrinsicReward):
         tid = torch.from_numpy(ids)
         with torch.no_grad():
             x_next = self.obs_stats(self.obs_encoder(batch.next_obs))
-            a = action_features(batch.action, self.action_space)
+            a = action_features(batch.action, self._action_space())
             queue, valid = self._queue[tid], self._queue_valid[tid]
             self._trace.append((ids.copy(), queue[:, 0].clone()))
             b = queue.reshape(n * k, h)
@@ -214,7 +219,7 @@ class BYOLExplore(IntrinsicReward):
         start, has_start = self._start_beliefs(split.env_ids, split.valid.sum(1))
         return Sequences(
             obs=self.obs_stats(self.obs_encoder(batch.obs))[index], next_obs=self.obs_stats(next_obs)[index],
-            action=action_features(batch.action, self.action_space)[index],
+            action=action_features(batch.action, self._action_space())[index],
             done=torch.from_numpy(np.asarray(batch.done, dtype=bool))[index] & valid,
             valid=valid, score=valid, start=start, has_start=has_start,
         )

@@ -148,9 +148,11 @@ class WorldModel(nn.Module):
         self.predictor = mlp([belief, hidden, hidden, embed])
         if hindsight:
             self.generator = mlp([belief + act_dim + embed, hidden, hidden, 2 * z_dim])
-            nn.init.zeros_(self.generator[-1].weight)
-            nn.init.zeros_(self.generator[-1].bias[:z_dim])
-            nn.init.constant_(self.generator[-1].bias[z_dim:], self.init_log_std)
+            head = self.generator[-1]
+            assert isinstance(head, nn.Linear)
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias[:z_dim])
+            nn.init.constant_(head.bias[z_dim:], self.init_log_std)
             self.reconstructor = mlp([belief + act_dim + z_dim, hidden, hidden, embed])
             self.critic_predictor = mlp([belief, hidden, hidden, embed])
             self.critic_log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
