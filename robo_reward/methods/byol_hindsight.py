@@ -20,10 +20,13 @@ scored with the true final observation and nothing crosses the boundary. Every `
 starting each env's sequence from the belief it had at step time (R2D2's stored state), recomputing beliefs
 with the current weights and cutting the sequences into ``chunk_len`` windows for minibatch steps.
 
-Departures from the papers (small CPU build): MLP encoders over one-hot MiniGrid codes instead of ResNets; K = 3;
-a bilinear critic phi(b, a)^T psi(Z) so all InfoNCE scores in a block are one matrix product; step-time l_inv
-uses a bank of the last update's codes as negatives; no separate intrinsic value head or per-stream discount
-(PPO learns from the mixed reward). Per-env beliefs are not checkpointed: a resumed run resets its envs.
+Departures from the papers (small CPU build): MLP encoders over one-hot MiniGrid codes (standardised by running
+statistics, as RND does: without it the random encoder maps every view to nearly the same direction and BYOL's
+embeddings collapse) instead of ResNets; embedding 32, GRU 64, K = 3, Adam 1e-3; the critic's form, the
+representation trained by BYOL-Explore's loss under the hindsight heads, and max(L_inv, 0) in the world loss
+(all explained in :mod:`.byol_model`); step-time l_inv uses codes kept from the last update as negatives; no
+separate intrinsic value head or per-stream discount (PPO learns from the mixed reward). Per-env beliefs are not
+checkpointed: a resumed run resets its envs.
 
 >>> import gymnasium as gym, numpy as np
 >>> from robo_reward.protocol import TransitionBatch
