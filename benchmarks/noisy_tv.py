@@ -135,9 +135,29 @@ def summarize(out: Path) -> str:
             iqm, lo, hi = iqm_ci(np.array([float(r[c]) for r in rs]))
             cells.append(f"{iqm:.3f} [{lo:.3f}, {hi:.3f}]")
         lines.append(f"| {task} | {mode} | {method} | {len(rs)} | {rs[0]['steps']} | " + " | ".join(cells) + " |")
+    lines += ["", "Hindsight / Explore (ratio of IQMs, 95% bootstrap CI resampling the seeds of each method):", "",
+              "| task | reward | coverage | tv_fraction | pressed_fraction |", "|---|---|---|---|---|"]
+    for task, mode in sorted({(t, m) for t, m, _ in groups}):
+        if (task, mode, "hindsight") not in groups or (task, mode, "explore") not in groups:
+            continue
+        cells = []
+        for c in ("coverage", "tv_fraction", "pressed_fraction"):
+            h = np.array([float(r[c]) for r in groups[(task, mode, "hindsight")]])
+            e = np.array([float(r[c]) for r in groups[(task, mode, "explore")]])
+            cells.append(ratio_ci(h, e))
+        lines.append(f"| {task} | {mode} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     return text
+
+
+def ratio_ci(num: np.ndarray, den: np.ndarray, n_boot: int = 2000, seed: int = 0) -> str:
+    """IQM(num) / IQM(den) with a 95% percentile-bootstrap CI (seeds resampled within each group)."""
+    rng = np.random.default_rng(seed)
+    point = stats.trim_mean(num, 0.25) / max(stats.trim_mean(den, 0.25), 1e-9)
+    boots = [stats.trim_mean(rng.choice(num, len(num)), 0.25) / max(stats.trim_mean(rng.choice(den, len(den)), 0.25),
+                                                                     1e-9) for _ in range(n_boot)]
+    return f"{point:.3f} [{np.percentile(boots, 2.5):.3f}, {np.percentile(boots, 97.5):.3f}]"
 
 
 def main() -> None:
