@@ -100,7 +100,8 @@ def _rewards(args: argparse.Namespace) -> int:
 def _perf(args: argparse.Namespace) -> int:
     from robo_reward.perf import run_perf
 
-    table = run_perf(args.env, tuple(args.n_envs), steps=args.steps, repeats=args.repeats, out=args.out)
+    table = run_perf(args.env, tuple(args.n_envs), steps=args.steps, repeats=args.repeats, out=args.out,
+                     learn_steps=args.learn_steps)
     print(table.to_string(index=False))
     print(f"report: {Path(args.out) / 'perf.md'}")
     return 0
@@ -141,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-envs", type=int, nargs="+", default=[1, 8])
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--learn-steps", type=int, default=0, help="also time PPO training for this many env steps")
     p.add_argument("--out", default="benchmarks/perf")
     p.set_defaults(func=_perf)
 

@@ -2,8 +2,9 @@
 
 The cost to beat is the per-call overhead of the model: the batched path makes one ``inference_mode`` forward
 pass per vector step on a zero-copy float32 view of the observations; the per-env path calls the same net once
-per env, as many hand-written reward wrappers do. Modes are interleaved over repeats so background load hits
-them alike; ratios are to ``raw`` within the same run.
+per env, as many hand-written reward wrappers do. Time is this process's CPU time (everything runs in it with
+``DummyVecEnv``), so other jobs on a shared machine slow the measurement less than they would wall time; modes
+are interleaved over repeats and ratios are to ``raw`` within the same run.
 """
 
 from __future__ import annotations
@@ -56,15 +57,30 @@ def _steps_per_second(venv: VecEnv, steps: int) -> float:
     actions = np.stack([space.sample() for _ in range(64)])  # type: ignore[union-attr]
     actions = np.repeat(actions[:, None], n, axis=1)
     venv.reset()
-    start = time.perf_counter()
+    start = time.process_time()
     for t in range(steps):
         venv.step(actions[t % 64])
-    return steps * n / (time.perf_counter() - start)
+    return steps * n / (time.process_time() - start)
+
+
+def _ppo_steps_per_second(venv: VecEnv, steps: int) -> float:
+    """Env steps/s of SB3 PPO collecting and learning (n_steps 256 per env) on ``venv``."""
+    from stable_baselines3 import PPO
+
+    model = PPO("MlpPolicy", venv, n_steps=256, batch_size=256, n_epochs=5, seed=0, device="cpu")
+    start = time.process_time()
+    model.learn(steps)
+    return model.num_timesteps / (time.process_time() - start)
 
 
 def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), steps: int = 2000,
-             repeats: int = 3, hidden: tuple[int, ...] = (64, 64), out: str | Path | None = None) -> pd.DataFrame:
-    """Measure every mode at every env count; returns (and writes as CSV/markdown) steps/s and ratios to raw."""
+             repeats: int = 3, hidden: tuple[int, ...] = (64, 64), out: str | Path | None = None,
+             learn_steps: int = 0) -> pd.DataFrame:
+    """Measure every mode at every env count; returns (and writes as CSV/markdown) steps/s and ratios to raw.
+
+    With ``learn_steps``, also times SB3 PPO training on the raw env and with the batched MLP reward (the cost
+    a user sees in a training run, where the policy's own per-step work dilutes the reward's).
+    """
     torch.set_num_threads(1)
     modes = ("raw", "numpy", "batched_mlp", "batched_mlp_torch", "per_env_mlp")
     rows = []
@@ -73,12 +89,17 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
         for m in modes:
             _steps_per_second(venvs[m], 100)
         rates: dict[str, list[float]] = {m: [] for m in modes}
+        if learn_steps:
+            rates.update({"ppo_raw": [], "ppo_batched_mlp": []})
         for _ in range(repeats):
             for m in modes:
                 rates[m].append(_steps_per_second(venvs[m], max(1, steps // n)))
-        raw = float(np.median(rates["raw"]))
-        for m in modes:
-            med = float(np.median(rates[m]))
+            if learn_steps:
+                rates["ppo_raw"].append(_ppo_steps_per_second(venvs["raw"], learn_steps))
+                rates["ppo_batched_mlp"].append(_ppo_steps_per_second(venvs["batched_mlp"], learn_steps))
+        for m, values in rates.items():
+            med = float(np.median(values))
+            raw = float(np.median(rates["ppo_raw" if m.startswith("ppo_") else "raw"]))
             rows.append({"env": env_id, "n_envs": n, "mode": m, "steps_per_s": med, "ratio_to_raw": med / raw})
         for v in venvs.values():
             v.close()
@@ -87,7 +108,8 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         table.to_csv(out / "perf.csv", index=False)
-        lines = [f"# Reward-path speed on {env_id} (MLP hidden {list(hidden)}, torch threads 1)", "",
+        lines = [f"# Reward-path speed on {env_id} (MLP hidden {list(hidden)}, torch threads 1, process CPU time, "
+                 f"median of {repeats} interleaved repeats)", "",
                  "| n_envs | mode | env steps/s | ratio to raw |", "|---|---|---|---|"]
         lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_raw:.2f} |" for r in table.itertuples()]
         (out / "perf.md").write_text("\n".join(lines) + "\n")

@@ -287,7 +287,7 @@ class RewardCallback(BaseCallback):
     On training start it passes ``model.gamma`` to the reward (a shaping term configured with another gamma
     raises) and attaches the reward to a relabelling replay buffer. Every step it sums each ``reward/<term>`` per
     episode; at each episode end it records the sums (``reward/<term>`` means in the SB3 logger) and appends them
-    to :attr:`episodes`. When the reward asks for it (``update_every``), it runs the reward's online update and
+    to :attr:`episodes`, with the env's ``is_success`` and ``progress`` at the last step where it reports them. When the reward asks for it (``update_every``), it runs the reward's online update and
     logs the metrics under ``reward_update/``.
     """
 
@@ -324,8 +324,9 @@ class RewardCallback(BaseCallback):
                 episode[key] = float(sums[i])
                 self.logger.record_mean(key, float(sums[i]))
                 sums[i] = 0.0
-            if "is_success" in infos[i]:
-                episode["is_success"] = float(infos[i]["is_success"])
+            for key in ("is_success", "progress"):
+                if key in infos[i]:
+                    episode[key] = float(infos[i][key])
             self.episodes.append(episode)
             self._lengths[i] = 0
         assert self.wrapper is not None
