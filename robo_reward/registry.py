@@ -34,6 +34,9 @@ _REGISTRY: dict[str, str] = {
     "mlp": "robo_reward.models:MLPReward",
     "dopamine": "robo_reward.methods.dopamine:DopamineReward",
     "gail": "robo_reward.methods.gail:GAILReward",
+    "byol_explore": "robo_reward.methods.byol_hindsight:BYOLExplore",
+    "byol_hindsight": "robo_reward.methods.byol_hindsight:BYOLHindsight",
+    "rnd": "robo_reward.methods.rnd:RND",
 }
 _entry_points_loaded = False
 
