@@ -51,7 +51,6 @@ def bootstrap_ci(x: np.ndarray, reps: int = 10_000, seed: int = 0) -> tuple[floa
 
 def ensure_dataset(task: str, spec: dict[str, Any], refs: dict[str, Any]) -> dict[str, float]:
     from robo_reward.agents.experts import make_expert_dataset
-
     from robo_reward.demos import dataset_reference_scores, load_episodes
 
     if task not in refs:
@@ -73,6 +72,7 @@ def run_one(task: str, method: str, seed: int, spec: dict[str, Any]) -> list[dic
 
     if method == "bc":
         import gymnasium as gym
+
         from robo_reward.agents.bc import train_bc
 
         policy = train_bc(spec["dataset"], gym.make(task).action_space, max_demos=10, seed=seed)

@@ -34,18 +34,18 @@ def plot_run(run_dir: Path, eval_rows: Sequence[Mapping[str, float]],
     has_success = bool(ev["success_rate"].notna().any())
     panels = 1 + int(has_success) + int(bool(terms))
     fig, axes = plt.subplots(1, panels, figsize=(4.2 * panels, 3.4), squeeze=False)
-    axes = list(axes[0])
-    ax = axes.pop(0)
+    panel_axes = list(axes[0])
+    ax = panel_axes.pop(0)
     if has_success:
         ax.plot(ev["timestep"], ev["success_rate"], marker="o")
         ax.set(title="success rate (eval)", xlabel="env steps", ylim=(-0.05, 1.05))
-        ax = axes.pop(0)
+        ax = panel_axes.pop(0)
     ax.plot(ev["timestep"], ev["return_mean"], marker="o")
     ax.fill_between(ev["timestep"], ev["return_mean"] - ev["return_std"], ev["return_mean"] + ev["return_std"],
                     alpha=0.2)
     ax.set(title="env return (eval)", xlabel="env steps")
     if terms:
-        ax = axes.pop(0)
+        ax = panel_axes.pop(0)
         window = max(1, len(ep) // 30)
         for term in terms:
             ax.plot(ep["timestep"], ep[term].rolling(window, min_periods=1).mean(), label=term.split("/", 1)[1])

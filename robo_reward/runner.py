@@ -16,6 +16,7 @@ A checkpoint folder is written completely before ``latest`` points at it, so a r
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -113,7 +114,8 @@ class _Metrics:
     def write(self, run_dir: Path) -> None:
         for name, rows in (("eval.csv", self.eval), ("episodes.csv", self.episodes)):
             if rows:
-                atomic_write(run_dir / name, lambda tmp, rows=rows: pd.DataFrame(rows).to_csv(tmp, index=False))
+                frame = pd.DataFrame(rows)
+                atomic_write(run_dir / name, functools.partial(frame.to_csv, index=False))
 
     def state(self) -> dict[str, Any]:
         return {"eval": self.eval, "episodes": self.episodes}

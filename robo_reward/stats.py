@@ -36,11 +36,11 @@ def bootstrap_ci(x: Sequence[float] | np.ndarray, statistic: Callable[[np.ndarra
 
 def probability_of_improvement(x: Sequence[float], y: Sequence[float]) -> float:
     """P(X > Y) + 0.5 P(X = Y) over runs of two designs (the Mann-Whitney statistic, as in rliable)."""
-    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
-    if x.size == 0 or y.size == 0:
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if a.size == 0 or b.size == 0:
         return float("nan")
-    greater = (x[:, None] > y[None, :]).mean()
-    ties = (x[:, None] == y[None, :]).mean()
+    greater = (a[:, None] > b[None, :]).mean()
+    ties = (a[:, None] == b[None, :]).mean()
     return float(greater + 0.5 * ties)
 
 

@@ -21,7 +21,7 @@ from robo_reward.methods.dopamine.labels import (
     sample_pairs,
     sample_points,
 )
-from robo_reward.methods.dopamine.progress import OracleProgressModel, ProgressModel
+from robo_reward.methods.dopamine.progress import ProgressModel
 from robo_reward.methods.dopamine.reward import DopamineReward, ProgressPotential
 from robo_reward.protocol import TransitionBatch
 from robo_reward.testing import value_iteration
@@ -121,7 +121,7 @@ def oracle_reward(**kw) -> DopamineReward:
 def test_oracle_fusion_equals_true_progress_and_uses_two_model_calls_per_step(rng) -> None:
     reward = oracle_reward()
     calls0 = reward.potential.calls
-    for t in range(20):
+    for _t in range(20):
         progress = rng.uniform(0, 1, size=3)
         out = reward.evaluate(TransitionBatch(
             {c: np.zeros((3, 4, 4, 3), np.uint8) for c in CAMS}, np.zeros((3, 1)),
@@ -192,7 +192,7 @@ def test_gold_is_paid_once_per_episode_at_threshold() -> None:
 
 def test_gamma_mismatch_raises() -> None:
     reward = DopamineReward(cameras=CAMS, gamma=0.9)
-    with pytest.raises(ValueError, match="learner uses gamma=0.99"):
+    with pytest.raises(ValueError, match=r"learner uses gamma=0\.99"):
         reward.set_discount(0.99)
 
 
@@ -255,7 +255,7 @@ def test_http_grm_request_and_parse_against_loopback_server() -> None:
     seen: list[dict] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             seen.append(body)
             reply = {"choices": [{"message": {"content": next(answers)}}]}
@@ -309,7 +309,6 @@ def test_oracle_reward_in_a_pixel_vec_env_tracks_true_progress() -> None:
     experts = [make_expert(e, seed=i) for i, e in enumerate(venv.envs)]
     for e in experts:
         e.reset()
-    steps = 0
     for _ in range(60):
         calls = reward.potential.calls
         actions = np.stack([e.act().action for e in experts])
@@ -320,7 +319,6 @@ def test_oracle_reward_in_a_pixel_vec_env_tracks_true_progress() -> None:
             assert info["reward/dopamine/phi"] == pytest.approx(progress, abs=1e-9)
             if dones[i]:
                 experts[i].reset()
-        steps += 1
     assert max(info["progress"] for info in infos) > 0
     wrapped.close()
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from robo_reward.agents.experts import rollout
-from robo_reward.agents.gail import GAILConfig, build, make_env, sample_replay, train
 from stable_baselines3 import SAC
 
+from robo_reward.agents.experts import rollout
+from robo_reward.agents.gail import GAILConfig, build, make_env, sample_replay, train
 from robo_reward.datasets import save_npz
 from robo_reward.methods.gail import GAILReward, reward_from_logits
 from robo_reward.sb3 import RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper

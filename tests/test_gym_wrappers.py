@@ -32,7 +32,7 @@ def shaping(gamma: float = 0.9) -> PotentialShaping:
 def test_single_env_wrapper_pays_terms_and_reports_them() -> None:
     env = RewardWrapper(ChainEnv(), shaping(0.9), extrinsic_weight=2.0)
     env.reset(seed=0)
-    total, info = 0.0, {}
+    info: dict = {}
     for _ in range(5):
         _, r, terminated, truncated, info = env.step(1)
         assert r == pytest.approx(2.0 * info["reward/extrinsic"] + info["reward/shaping"])
@@ -50,7 +50,7 @@ def test_single_env_wrapper_spec_rebuilds_stack() -> None:
                                "gamma": 0.9}, extrinsic_weight=0.5)
     spec = env.spec
     assert spec is not None and spec.additional_wrappers[-1].entry_point.endswith("RewardWrapper")
-    env.set_discount = None  # noqa: B010  (the rebuilt env must not depend on live state)
+    env.set_discount = None
     rebuilt = gym.make(spec)
     assert isinstance(rebuilt, RewardWrapper)
     for e in (env, rebuilt):
@@ -97,7 +97,7 @@ def test_vector_next_step_reset_step_pays_zero_and_is_not_a_transition() -> None
     # env 0 walks right and terminates after 2 steps; env 1 walks left and never ends in this test
     rows, rewards, infos_seen = 0, [], []
     for _ in range(4):
-        obs, r, term, trunc, infos = venv.step(np.array([1, 0]))
+        _obs, r, _term, _trunc, infos = venv.step(np.array([1, 0]))
         rewards.append(r)
         infos_seen.append(infos)
     rows = counter.rows

@@ -4,6 +4,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from robo_reward.hardware.convert import (
     HeaderData,
     ImageData,

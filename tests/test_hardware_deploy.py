@@ -10,13 +10,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+
 from robo_reward.hardware.bridge import RobotBridge, TickClock, observation_space
 from robo_reward.hardware.convert import JointStateData
 from robo_reward.hardware.deploy import Deployment
 from robo_reward.hardware.env import EStopLatched, RosRobotEnv
 from robo_reward.hardware.profile import parse_profile
 from robo_reward.hardware.transport import InMemoryTransport
-
 from robo_reward.protocol import TransitionBatch
 from robo_reward.registry import make_reward
 
@@ -235,6 +235,7 @@ def _deploy_args(run_dir, robot, **kw):
 def train_layout(tmp_path_factory):
     """A run folder laid out as ``robo-reward train`` writes it: checkpoints/latest -> step_N/{agent.zip,reward.pt}."""
     import yaml
+
     from robo_reward.hardware.demo import make_demo_run
 
     root = tmp_path_factory.mktemp("run")
@@ -260,6 +261,7 @@ def test_build_deployment_from_a_train_run_folder(train_layout):
 
 def test_build_deployment_names_what_does_not_fit(train_layout, tmp_path):
     import yaml
+
     from robo_reward.hardware.cli import build_deployment
     from robo_reward.hardware.policy import RunFolderError
 

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from robo_reward.hardware.profile import ProfileError, load_profile, parse_profile
 
 ROBOTS = sorted((Path(__file__).parents[1] / "configs" / "robots").glob("*.yaml"))

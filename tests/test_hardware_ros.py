@@ -16,12 +16,12 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
+
+from robo_reward.checkpoint import load_reward
 from robo_reward.hardware.bridge import observation_space
 from robo_reward.hardware.demo import make_demo_run
 from robo_reward.hardware.profile import load_profile
 from robo_reward.hardware.testing import loopback_command, ros_unavailable_reason
-
-from robo_reward.checkpoint import load_reward
 from robo_reward.protocol import TransitionBatch
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

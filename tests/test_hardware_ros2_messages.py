@@ -3,6 +3,7 @@ network traffic)."""
 
 import numpy as np
 import pytest
+
 from robo_reward.hardware.convert import command_from_message, image_to_array, make_command
 
 pytest.importorskip("rclpy", reason="ROS 2 Python packages not installed (pip install robo-reward[ros2])")

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+
 from robo_reward.hardware.testing import loopback_command, ros_unavailable_reason
 
 pytestmark = [pytest.mark.ros, pytest.mark.slow]

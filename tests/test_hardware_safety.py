@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from robo_reward.hardware.profile import parse_profile
 from robo_reward.hardware.safety import EStop, SafetyLayer, SafetyViolation, Watchdog
 

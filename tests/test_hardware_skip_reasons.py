@@ -4,6 +4,7 @@ import importlib.util
 import shutil
 
 import pytest
+
 from robo_reward.hardware import testing
 
 

@@ -8,13 +8,13 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import yaml
-from robo_reward.hardware.cli import add_command
-from robo_reward.hardware.convert import JointStateData
-from robo_reward.hardware.transport import InMemoryTransport
 
 from robo_reward.checkpoint import load_reward_state
 from robo_reward.cli import main
 from robo_reward.config import load_config
+from robo_reward.hardware.cli import add_command
+from robo_reward.hardware.convert import JointStateData
+from robo_reward.hardware.transport import InMemoryTransport
 from robo_reward.protocol import TransitionBatch
 from robo_reward.runner import build_design
 

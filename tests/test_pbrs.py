@@ -92,7 +92,7 @@ def run_episode(actions: list[int], gamma: float) -> tuple[np.ndarray, list[dict
     venv = RewardVecEnvWrapper(DummyVecEnv([lambda: ChainEnv(length=3, max_steps=4)]),
                                PotentialShaping(PositionPotential()), extrinsic_weight=0.0)
     venv.reward.set_discount(gamma)
-    reset_obs = venv.reset()
+    venv.reset()
     shaping, infos = [], []
     for a in actions:
         obs, rew, done, info = venv.step(np.array([a]))
@@ -105,7 +105,7 @@ def run_episode(actions: list[int], gamma: float) -> tuple[np.ndarray, list[dict
 
 def test_terminated_episode_shaping_sums_to_minus_phi0() -> None:
     gamma = 0.9
-    shaping, infos, final, _ = run_episode([1, 1, 1], gamma)
+    shaping, infos, _final, _ = run_episode([1, 1, 1], gamma)
     assert not infos[-1]["TimeLimit.truncated"]
     discounted = np.sum(gamma ** np.arange(len(shaping)) * shaping)
     phi0 = PositionPotential().value(np.zeros((1, 2)))[0]

@@ -43,7 +43,7 @@ def test_terminal_observation_is_the_successor_and_flags_are_split() -> None:
     venv = RewardVecEnvWrapper(chain_venv(2), shaping, extrinsic_weight=0.0)
     venv.reset()
     # env 0: right, right -> terminated at step 2; env 1: left x3 -> truncated at step 3
-    _, r1, _, _ = venv.step(np.array([1, 0]))
+    _, _r1, _, _ = venv.step(np.array([1, 0]))
     obs, r2, dones, infos = venv.step(np.array([1, 0]))
     assert dones.tolist() == [True, False] and not infos[0]["TimeLimit.truncated"]
     assert r2[0] == pytest.approx(0.0 - 6.0)  # Phi(terminal) = 0, Phi(s) = 6
@@ -100,7 +100,7 @@ def test_reward_save_load_reproduces_outputs(tmp_path) -> None:
     with torch.no_grad():
         for p in reward.module.parameters():
             p.add_(0.1)
-    obs = wrapped.reset()
+    wrapped.reset()
     _, r, _, _ = wrapped.step(np.ones((2, 1)))
     path = save_reward(reward, tmp_path / "reward.pt")
     loaded = load_reward(path)
@@ -191,7 +191,7 @@ def test_callback_passes_gamma_logs_terms_and_runs_updates() -> None:
 
     shaping = PotentialShaping(PositionPotential(), gamma=0.99)
     model = PPO("MlpPolicy", RewardVecEnvWrapper(chain_venv(1), shaping), n_steps=8, batch_size=8, gamma=0.9)
-    with pytest.raises(ValueError, match="gamma=0.99 but the learner uses gamma=0.9"):
+    with pytest.raises(ValueError, match=r"gamma=0\.99 but the learner uses gamma=0\.9"):
         model.learn(8, callback=RewardCallback())
 
 
