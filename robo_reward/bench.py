@@ -60,22 +60,28 @@ def _run_one(cfg_json: str, seed: int, run_dir: str) -> dict[str, Any]:
     return run.learn()
 
 
+def bench_plan(designs: Sequence[ExperimentConfig], out: Path,
+               seeds: int | None = None) -> list[tuple[ExperimentConfig, int, Path]]:
+    """(design, seed, run folder) in seed-major order, so a benchmark stopped early has every design's first
+    seeds rather than all seeds of the first designs."""
+    ranked = []
+    for order, d in enumerate(designs):
+        for rank, seed in enumerate(range(seeds) if seeds is not None else d.seeds):
+            ranked.append(((rank, order), (d, int(seed), out / "runs" / d.name / f"seed{seed}")))
+    return [item for _, item in sorted(ranked, key=lambda r: r[0])]
+
+
 def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: int | None = None,
               jobs: int = 1, progress: bool = True) -> pd.DataFrame:
     """Run every design over ``seeds`` seeds (default: each config's ``seeds``) with ``jobs`` processes."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     designs = with_baseline(designs)
-    plan: list[tuple[int, int, ExperimentConfig, int, Path]] = []
-    for order, d in enumerate(designs):
-        for rank, seed in enumerate(range(seeds) if seeds is not None else d.seeds):
-            plan.append((rank, order, d, int(seed), out / "runs" / d.name / f"seed{seed}"))
-    # Seed-major order: a benchmark stopped early still has every design at its first seeds.
-    plan.sort(key=lambda p: p[:2])
+    plan = bench_plan(designs, out, seeds)
     (out / "designs.json").write_text(json.dumps([d.model_dump(mode="json") for d in designs], indent=1))
     done: list[dict[str, Any]] = []
     todo = []
-    for _, _, d, seed, run_dir in plan:
+    for d, seed, run_dir in plan:
         summary = run_dir / "summary.json"
         if summary.exists():
             done.append(json.loads(summary.read_text()))
@@ -149,7 +155,7 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
         row["steps_to_threshold_iqm"] = iqm(reached) if reached.size else float("nan")
         runs = curves[d.name]
         steps_to_base = None
-        if runs and not np.isnan(base_final):
+        if runs and _defined_level(base_final, final_key):
             steps_to_base = _first_reaching(grid, mean_curve(runs, grid)[0], base_final)
         row["steps_to_baseline_final"] = steps_to_base
         base_budget = d.budget.total_timesteps
@@ -169,6 +175,14 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
     return table
 
 
+def _defined_level(level: float, final_key: str) -> bool:
+    """Whether "steps to the baseline's final level" means anything: a success or progress of 0 is reached at
+    step 0 by every design."""
+    if np.isnan(level):
+        return False
+    return level > 0 or final_key == "final_return"
+
+
 def _ci(row: pd.Series, key: str) -> str:
     return f"{row[f'{key}_iqm']:.3g} [{row[f'{key}_ci_low']:.3g}, {row[f'{key}_ci_high']:.3g}]"
 
@@ -180,7 +194,9 @@ def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_
     lines = [
         f"# Benchmark on `{first.env.id}` ({first.agent.algo}, {first.budget.total_timesteps} env steps per run)", "",
         f"Final {metric} IQM with 95% bootstrap CI over seeds; threshold {first.eval.metric} >= "
-        f"{first.eval.threshold}; baseline `{baseline}` (final mean {base_final:.3g}).", "",
+        f"{first.eval.threshold}; baseline `{baseline}` (final mean {base_final:.3g}"
+        + ("" if _defined_level(base_final, final_key) else "; steps to the baseline's final level are undefined")
+        + ").", "",
         "| design | seeds | final success | final return | " + ("final progress | " if progress else "")
         + "reached threshold | steps to threshold (IQM) | steps to baseline's final | fraction of budget "
         "| P(improve) | wall time (s) |",

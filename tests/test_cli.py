@@ -119,3 +119,16 @@ def test_wandb_offline_files_when_enabled(tmp_path, monkeypatch) -> None:
     assert main(["train", str(cfg), "--run-dir", str(tmp_path / "w"), "--no-progress"]) == 0
     runs = list((tmp_path / "w" / "wandb").glob("offline-run-*"))
     assert runs and any(runs[0].glob("*.wandb"))
+
+
+def test_bench_runs_seed_major_and_skips_undefined_baseline_level(tmp_path) -> None:
+    from robo_reward.bench import _defined_level, bench_plan
+    from robo_reward.config import load_config
+
+    cfg = load_config(write_config(tmp_path))
+    a, b = cfg.model_copy(update={"name": "a", "seeds": [0, 1, 2]}), cfg.model_copy(update={"name": "b", "seeds": [5]})
+    plan = bench_plan([a, b], tmp_path)
+    assert [(d.name, s) for d, s, _ in plan] == [("a", 0), ("b", 5), ("a", 1), ("a", 2)]
+    assert plan[1][2] == tmp_path / "runs" / "b" / "seed5"
+    assert not _defined_level(0.0, "final_success") and _defined_level(0.1, "final_success")
+    assert _defined_level(-300.0, "final_return") and not _defined_level(float("nan"), "final_return")
