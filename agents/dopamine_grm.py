@@ -96,7 +96,6 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
     reference = _demos(cfg, out, "heldout-reference", cfg.heldout_variant, 1, heldout_seed)
     evaluation = _demos(cfg, out, "heldout-eval", cfg.heldout_variant, cfg.heldout_eval_demos, heldout_seed + 1)
 
-    rng = np.random.default_rng(cfg.seed)
     pretrained_path = out / "grm_pretrained.pt"
     if pretrained_path.exists():
         pretrained = LearnedGRM.load(str(pretrained_path))
@@ -106,7 +105,8 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
             loaded = load_demos(train_sets[name])
             demos += loaded
             task_ids += [i] * len(loaded)
-        data = build_hop_dataset(demos, task_ids, cfg.cameras, cfg.anchor_camera, rng, max_pairs=cfg.max_pairs)
+        data = build_hop_dataset(demos, task_ids, cfg.cameras, cfg.anchor_camera, np.random.default_rng(cfg.seed),
+                                 max_pairs=cfg.max_pairs)
         pretrained = LearnedGRM(cfg.cameras, cfg.anchor_camera, tasks=tasks, image_size=cfg.image_size,
                                 seed=cfg.seed)
         t0 = time.time()
@@ -123,7 +123,9 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
         adapted = LearnedGRM.load(str(adapted_path))
     else:
         adapted = LearnedGRM.load(str(pretrained_path))
-        data = build_hop_dataset([ref_demo], [0], cfg.cameras, cfg.anchor_camera, rng, max_pairs=cfg.max_pairs)
+        # Each stage seeds its own sampler, so whether the previous stage was cached does not change this one.
+        data = build_hop_dataset([ref_demo], [0], cfg.cameras, cfg.anchor_camera, np.random.default_rng(cfg.seed),
+                                 max_pairs=cfg.max_pairs)
         t0 = time.time()
         train_grm(adapted, data, steps=cfg.adapt.steps, batch_size=cfg.adapt.batch_size, lr=cfg.adapt.lr,
                   augment=cfg.adapt.augment, seed=cfg.seed + 1)

@@ -380,6 +380,10 @@ def test_grm_pipeline_runs_caches_and_feeds_the_reward(tmp_path) -> None:
     stamp = (out / "grm_adapted.pt").stat().st_mtime_ns
     assert main(["dopamine-grm", str(path)]) == 0
     assert (out / "grm_adapted.pt").stat().st_mtime_ns == stamp, "a finished stage is not redone"
+    first = json.loads((out / "voc.json").read_text())
+    (out / "grm_adapted.pt").unlink()
+    assert main(["dopamine-grm", str(path)]) == 0
+    assert json.loads((out / "voc.json").read_text()) == first, "adapting after a cached pretrain gives the same GRM"
 
     grm = LearnedGRM.load(str(out / "grm_adapted.pt"))
     reloaded = LearnedGRM.load(str(out / "grm_adapted.pt"))
