@@ -79,6 +79,19 @@ class RewardConfig(_Strict):
         return terms
 
 
+class WarmStartConfig(_Strict):
+    """Behaviour-clone the policy on demonstrations before RL (:mod:`robo_reward.warmstart`)."""
+
+    dataset: str  # Minari dataset id (under root) or folder
+    root: str | None = None
+    episodes: int | None = Field(None, ge=1)  # first N episodes; all when unset
+    obs_key: str | None = None  # key of dict demo observations; defaults to env.policy_obs
+    epochs: int = Field(200, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    log_std: float | None = -1.0  # the policy's log std after cloning; null keeps the initial one
+
+
 class AgentConfig(_Strict):
     """The learner: an SB3 (or sb3-contrib, or robo_reward.agents) algorithm and its constructor kwargs."""
 
@@ -87,6 +100,7 @@ class AgentConfig(_Strict):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
     torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
+    warm_start: WarmStartConfig | None = None  # behaviour cloning on demos before RL (PPO/A2C, Box actions)
 
 
 class BudgetConfig(_Strict):

@@ -190,7 +190,22 @@ class TrainingRun:
         self.observation_space = venv.observation_space
         algo = resolve_algo(self.cfg.agent.algo)
         self.model = algo(self.cfg.agent.policy, venv, seed=self.seed, verbose=0, **self._agent_kwargs())
+        if self.cfg.agent.warm_start is not None:
+            self._warm_start(self.model)
         self._configure_logging(self.model)
+
+    def _warm_start(self, model: BaseAlgorithm) -> None:
+        from robo_reward.datasets import load_demos
+        from robo_reward.warmstart import behaviour_clone, demo_pairs
+
+        ws = self.cfg.agent.warm_start
+        assert ws is not None
+        episodes = load_demos(ws.dataset, root=ws.root)[: ws.episodes]
+        obs, actions = demo_pairs(episodes, ws.obs_key or self.cfg.env.policy_obs)
+        mse = behaviour_clone(model.policy, obs, actions, epochs=ws.epochs, batch_size=ws.batch_size, lr=ws.lr,
+                              log_std=ws.log_std, seed=self.seed)
+        (self.run_dir / "warm_start.json").write_text(json.dumps(
+            {"dataset": ws.dataset, "episodes": len(episodes), "pairs": len(obs), "mse": mse}))
 
     # -- checkpoints --------------------------------------------------------------------------------------
     @property
