@@ -13,6 +13,10 @@ Phi = 0 on true termination and the real Phi(s') on truncation (the paper is sil
 r_gold = 1 the first time in an episode that Phi*(s') >= 1 - delta (``gold="threshold"``, delta = 0.05), or when
 the env reports success (``gold="success"``, the fidelity option). Paying r_gold once per episode is a
 reconstruction: the paper's episodes end on success, and a per-step bonus could be farmed where they do not.
+With ``gold="threshold"`` the underlying task is "reach Phi* >= 0.95", not the env's own success: where the env
+terminates on a stricter success test, a policy can take r_gold and hover short of it (measured on Reach with
+exact progress from a behaviour-cloned start: success fell from 0.6 to 0 while progress stayed ~0.95, see
+``benchmarks/dopamine/reach_80k/NOTE.md``); ``gold="success"`` makes the env's success the underlying reward.
 
 Ablations: ``modes`` (any subset of the three), ``shaping="naive"`` (Phi(s') - Phi(s), the "semantic trap"),
 ``shaping="progress"`` (no PBRS: r = r_gold + Phi*(s')), and the GRM checkpoint (zero-shot or adapted).
