@@ -265,10 +265,7 @@ class BYOLExplore(IntrinsicReward):
         except RuntimeError as exc:
             raise RewardError(f"checkpoint does not match reward '{self.name}': {exc}") from exc
         self.trainer.load_state_dict(state["trainer"])
-        self.obs_stats.load_state_dict(state["obs_stats"])
-        if self.normalizer is not None and state["normalizer"]:
-            self.normalizer.load_state_dict(state["normalizer"])
-        self.rng.set_state(state["rng"])
+        self.load_shared_state(state)
 
 
 class BYOLHindsight(BYOLExplore):

@@ -215,6 +215,9 @@ class IntrinsicReward(Reward):
     config, a term's ``weight`` multiplies the whole term, which is the same lambda.)
     """
 
+    obs_stats: RunningStandardizer  # set by the subclass's bind
+    rng: torch.Generator
+
     stateless = False
 
     def __init__(self, *, coef: float, normalize: bool, norm_decay: float, norm_mode: str, seed: int,
@@ -246,3 +249,11 @@ class IntrinsicReward(Reward):
 
     def normalizer_state(self) -> dict[str, Any]:
         return {} if self.normalizer is None else self.normalizer.state_dict()
+
+    def load_shared_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what every curiosity reward keeps beside its networks: observation statistics, the reward
+        normaliser and the random generator."""
+        self.obs_stats.load_state_dict(state["obs_stats"])
+        if self.normalizer is not None and state["normalizer"]:
+            self.normalizer.load_state_dict(state["normalizer"])
+        self.rng.set_state(state["rng"])

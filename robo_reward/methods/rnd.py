@@ -128,7 +128,4 @@ class RND(IntrinsicReward):
         except RuntimeError as exc:
             raise RewardError(f"checkpoint does not match reward '{self.name}': {exc}") from exc
         self.optimizer.load_state_dict(state["optimizer"])
-        self.obs_stats.load_state_dict(state["obs_stats"])
-        if self.normalizer is not None and state["normalizer"]:
-            self.normalizer.load_state_dict(state["normalizer"])
-        self.rng.set_state(state["rng"])
+        self.load_shared_state(state)
