@@ -152,8 +152,8 @@ class MLPReward(TorchReward):
                 raise SpaceMismatchError(f"MLPReward needs a Box {kind} space, got {space}")
 
     def build(self, observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
-        sizes = {"obs": int(np.prod(observation_space.shape)), "next_obs": int(np.prod(observation_space.shape)),
-                 "action": int(np.prod(action_space.shape))}
+        obs_size = int(np.prod(observation_space.shape or ()))
+        sizes = {"obs": obs_size, "next_obs": obs_size, "action": int(np.prod(action_space.shape or ()))}
         dims = [sum(sizes[k] for k in self.inputs), *self.hidden, 1]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.seed)

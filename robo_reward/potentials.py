@@ -96,7 +96,7 @@ class GoalDistancePotential(Potential):
             space = space[self.key]
         elif self.key is not None:
             raise SpaceMismatchError(f"GoalDistancePotential(key={self.key!r}) needs a Dict space, got {space}")
-        size = int(np.prod(space.shape))
+        size = int(np.prod(space.shape or ()))
         used = [i for idx in (self.achieved, self.goal, self.delta) if idx is not None for i in idx]
         if used and max(used) >= size:
             raise SpaceMismatchError(

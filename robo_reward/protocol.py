@@ -108,7 +108,7 @@ class TransitionBatch:
     def select(self, idx: np.ndarray) -> TransitionBatch:
         """Rows ``idx`` (an index array or a boolean mask) as a new batch."""
         idx = np.flatnonzero(idx) if idx.dtype == bool else idx
-        infos = [self.infos[i] for i in idx] if self.infos else ()
+        infos = [self.infos[int(i)] for i in idx] if self.infos else ()
         return TransitionBatch(
             obs=_take(self.obs, idx), action=self.action[idx], next_obs=_take(self.next_obs, idx),
             reward=self.reward[idx], terminated=self.terminated[idx], truncated=self.truncated[idx],

@@ -34,6 +34,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.logger import configure
 from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
@@ -175,10 +176,12 @@ class TrainingRun:
         if self.cfg.logging.wandb:
             import wandb
 
-            os.environ.setdefault("WANDB_MODE", "offline")
+            mode = os.environ.setdefault("WANDB_MODE", "offline")
+            if mode not in ("online", "offline", "disabled", "shared"):
+                raise ValueError(f"WANDB_MODE={mode!r}; use online, offline, disabled or shared")
             self._wandb = wandb.init(project=self.cfg.logging.wandb_project, dir=str(self.run_dir),
                                      name=f"{self.cfg.name}-s{self.seed}", config=self.cfg.model_dump(mode="json"),
-                                     mode=os.environ["WANDB_MODE"], reinit="finish_previous")
+                                     mode=mode, reinit="finish_previous")  # type: ignore[arg-type]
 
     def setup(self) -> None:
         """Create the run folder and a fresh agent."""
@@ -255,9 +258,9 @@ class TrainingRun:
         self.model = algo.load(folder / "agent.zip", env=venv, device="cpu")
         if self.reward is not None and (folder / "reward.pt").exists():
             load_reward_state(self.reward, folder / "reward.pt")
-        if (folder / "replay_buffer.pkl").exists():
-            self.model.load_replay_buffer(folder / "replay_buffer.pkl")  # type: ignore[attr-defined]
-            buffer = self.model.replay_buffer  # type: ignore[attr-defined]
+        if (folder / "replay_buffer.pkl").exists() and isinstance(self.model, OffPolicyAlgorithm):
+            self.model.load_replay_buffer(folder / "replay_buffer.pkl")
+            buffer = self.model.replay_buffer
             if isinstance(buffer, (RelabelingReplayBuffer, RelabelingDictReplayBuffer)):
                 buffer.reward = None
         self.model.set_random_seed(self.seed + int(state["timesteps"]))

@@ -69,7 +69,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         return self.evaluator.reward
 
     def reset(self) -> Obs:
-        obs = self.venv.reset()
+        obs = _dict_or_array(self.venv.reset())
         self.evaluator.reset(obs, np.ones(self.num_envs, dtype=bool))
         self._obs = obs
         return obs
@@ -79,7 +79,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self.venv.step_async(actions)
 
     def step_wait(self) -> tuple[Obs, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        obs, rewards, dones, infos = self.venv.step_wait()
+        raw_obs, rewards, dones, infos = self.venv.step_wait()
+        obs = _dict_or_array(raw_obs)
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
         any_done = bool(dones.any())
@@ -121,14 +122,23 @@ class VecObservationKey(VecEnvWrapper):
         self.key = key
 
     def reset(self) -> np.ndarray:
-        return self.venv.reset()[self.key]
+        obs = self.venv.reset()
+        assert isinstance(obs, dict)
+        return obs[self.key]
 
     def step_wait(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         obs, rewards, dones, infos = self.venv.step_wait()
+        assert isinstance(obs, dict)
         for i in np.flatnonzero(dones):
             if "terminal_observation" in infos[i]:
                 infos[i]["terminal_observation"] = infos[i]["terminal_observation"][self.key]
         return obs[self.key], rewards, dones, infos
+
+
+def _dict_or_array(obs: Any) -> Obs:
+    if isinstance(obs, tuple):
+        raise TypeError("tuple observation spaces are not supported by the reward adapters; use a Dict space")
+    return obs
 
 
 def _with_rows(obs: Obs, rows: np.ndarray, values: list[Any]) -> Obs:

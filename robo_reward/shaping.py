@@ -468,7 +468,7 @@ class GatedAccumulation(Reward):
             self._outcome[ids] += batch.reward
         else:
             ended = np.flatnonzero(batch.done)
-            self._outcome[ids[ended]] = [float(batch.infos[i].get("is_success", 0.0)) for i in ended]
+            self._outcome[ids[ended]] = [float(batch.infos[int(i)].get("is_success", 0.0)) for i in ended]
         paid = np.where(batch.done, self.gated_sum(self._outcome[ids], self._sums[ids], self.thresholds), 0.0)
         return RewardOutput(paid, {self.name: paid})
 

@@ -20,7 +20,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 from stable_baselines3.common.distributions import DiagGaussianDistribution
-from stable_baselines3.common.policies import ActorCriticPolicy
+from stable_baselines3.common.policies import ActorCriticPolicy, BasePolicy
 
 
 def demo_pairs(episodes: Sequence[Any], obs_key: str | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -43,7 +43,13 @@ def demo_pairs(episodes: Sequence[Any], obs_key: str | None = None) -> tuple[np.
     return np.concatenate(obs).astype(np.float32), np.concatenate(actions).astype(np.float32)
 
 
-def behaviour_clone(policy: ActorCriticPolicy, obs: np.ndarray, actions: np.ndarray, *, epochs: int = 200,
+def _action_mean(policy: ActorCriticPolicy, obs: torch.Tensor) -> torch.Tensor:
+    dist = policy.get_distribution(obs)
+    assert isinstance(dist, DiagGaussianDistribution)
+    return dist.distribution.mean
+
+
+def behaviour_clone(policy: BasePolicy, obs: np.ndarray, actions: np.ndarray, *, epochs: int = 200,
                     batch_size: int = 256, lr: float = 1e-3, log_std: float | None = -1.0,
                     seed: int = 0) -> float:
     """Fit the Gaussian policy's mean to ``actions`` (clipped to the action space) with Adam on the actor's
@@ -74,7 +80,7 @@ def behaviour_clone(policy: ActorCriticPolicy, obs: np.ndarray, actions: np.ndar
         order = torch.randperm(n, generator=generator)
         for start in range(0, n, batch_size):
             idx = order[start:start + batch_size]
-            mean = policy.get_distribution(inputs[idx]).distribution.mean
+            mean = _action_mean(policy, inputs[idx])
             loss = torch.nn.functional.mse_loss(mean, target[idx])
             optimiser.zero_grad()
             loss.backward()
@@ -84,4 +90,4 @@ def behaviour_clone(policy: ActorCriticPolicy, obs: np.ndarray, actions: np.ndar
         with torch.no_grad():
             policy.log_std.fill_(float(log_std))
     with torch.no_grad():
-        return float(torch.nn.functional.mse_loss(policy.get_distribution(inputs).distribution.mean, target))
+        return float(torch.nn.functional.mse_loss(_action_mean(policy, inputs), target))
