@@ -206,12 +206,13 @@ def _num_phases(spec: gym.envs.registration.EnvSpec | None) -> int:
 
 @contextlib.contextmanager
 def _minari_root(root: str | os.PathLike | None) -> Iterator[None]:
-    """Point Minari at ``root`` for the duration (it reads ``MINARI_DATASETS_PATH`` on every call)."""
+    """Point Minari at ``root`` for the duration (it reads ``MINARI_DATASETS_PATH`` on every call). The path is
+    made absolute: Minari joins a relative root onto itself when it writes, and the dataset lands nowhere."""
     if root is None:
         yield
         return
     old = os.environ.get("MINARI_DATASETS_PATH")
-    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    os.environ["MINARI_DATASETS_PATH"] = str(Path(root).resolve())
     try:
         yield
     finally:

@@ -161,3 +161,12 @@ def test_robo_reward_script_runs_collect_demos(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert len(load_demos("robo_reward/Reach/expert-v0", root=tmp_path)) == 2
+
+
+def test_relative_root_writes_and_reads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--root runs/minari`` (relative, as the configs' comments say) must land under the working directory."""
+    monkeypatch.chdir(tmp_path)
+    assert _cli(["collect-demos", "Reach", "--episodes", "2", "--root", "runs/minari"]) == 0
+    assert (tmp_path / "runs" / "minari" / "robo_reward" / "Reach" / "expert-v0").is_dir()
+    assert len(load_demos("robo_reward/Reach/expert-v0", root="runs/minari")) == 2
+    assert len(load_demos("runs/minari/robo_reward/Reach/expert-v0")) == 2
