@@ -27,6 +27,10 @@ TASKS: dict[str, dict[str, Any]] = {
                     "agent_kwargs": {"learning_rate": 1e-3}},
     "InvertedPendulum-v5": {"dataset": "invertedpendulum/expert-v0", "expert_steps": 10_000, "steps": 12_000,
                             "agent_kwargs": {}},
+    # The task suite's Reach: demos from the scripted expert (`robo-reward collect-demos robo_reward/Reach-v0
+    # --episodes 10 --root runs/minari`); the return is the sparse success, so random = 0 and expert = 1.
+    "robo_reward/Reach-v0": {"dataset": "robo_reward/Reach/expert-v0", "steps": 20_000, "eval_every": 2_000,
+                             "agent_kwargs": {"learning_starts": 1000}, "refs": {"random": 0.0, "expert": 1.0}},
 }
 METHODS = ("gail_gp", "gail_nogp", "true_reward", "bc")
 OUT = Path(__file__).resolve().parent / "results" / "gail"
@@ -51,8 +55,11 @@ def bootstrap_ci(x: np.ndarray, reps: int = 10_000, seed: int = 0) -> tuple[floa
 
 def ensure_dataset(task: str, spec: dict[str, Any], refs: dict[str, Any]) -> dict[str, float]:
     from robo_reward.agents.experts import make_expert_dataset
-    from robo_reward.demos import dataset_reference_scores, load_episodes
+    from robo_reward.datasets import dataset_reference_scores, load_episodes
 
+    if task not in refs and "refs" in spec:
+        demos = [float(ep["rewards"].sum()) for ep in load_episodes(spec["dataset"])]
+        refs[task] = {**spec["refs"], "demo_returns": demos}
     if task not in refs:
         try:
             lo, hi = dataset_reference_scores(spec["dataset"])
