@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from robo_reward.stats import bootstrap_ci, iqm
+
 TASKS: dict[str, dict[str, Any]] = {
     "Pendulum-v1": {"dataset": "pendulum/expert-v0", "expert_steps": 8_000, "steps": 8_000,
                     "agent_kwargs": {"learning_rate": 1e-3}},
@@ -34,23 +36,6 @@ TASKS: dict[str, dict[str, Any]] = {
 }
 METHODS = ("gail_gp", "gail_nogp", "true_reward", "bc")
 OUT = Path(__file__).resolve().parent / "results" / "gail"
-
-
-def iqm(x: np.ndarray) -> float:
-    """Interquartile mean (mean of the middle 50%, fractional weights at the edges as in rliable)."""
-    from scipy.stats import trim_mean
-
-    return float(trim_mean(np.asarray(x, dtype=float), 0.25))
-
-
-def bootstrap_ci(x: np.ndarray, reps: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    x = np.asarray(x, dtype=float)
-    samples = rng.choice(x, (reps, len(x)), replace=True)
-    from scipy.stats import trim_mean
-
-    stats = trim_mean(samples, 0.25, axis=1)
-    return float(np.percentile(stats, 2.5)), float(np.percentile(stats, 97.5))
 
 
 def ensure_dataset(task: str, spec: dict[str, Any], refs: dict[str, Any]) -> dict[str, float]:
@@ -111,8 +96,8 @@ def summarise(refs: dict[str, Any]) -> None:
               "steps to 0.9 (median; runs reaching) | wall s/run |", "|---|---|---|---|---|---|---|---|---|"]
     for (task, method), grp in final.groupby(["task", "method"], sort=False):
         f, late = grp["final_norm"].to_numpy(), grp["late_norm"].to_numpy()
-        lo, hi = bootstrap_ci(f)
-        llo, lhi = bootstrap_ci(late)
+        lo, hi = bootstrap_ci(f, resamples=10_000)
+        llo, lhi = bootstrap_ci(late, resamples=10_000)
         reach = []
         for seed in grp["seed"]:
             c = curves[(curves.task == task) & (curves.method == method) & (curves.seed == seed)]

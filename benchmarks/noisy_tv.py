@@ -24,13 +24,13 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from scipy import stats
 from stable_baselines3 import PPO
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 import robo_reward  # noqa: F401  (registers the robo_reward/ envs)
 from robo_reward.sb3 import RewardCallback, RewardVecEnvWrapper
+from robo_reward.stats import bootstrap_ci, iqm
 
 TASKS = {"on_demand": "robo_reward/NoisyTVOnDemand-v0", "cell": "robo_reward/NoisyTVCell-v0",
          "control": "robo_reward/NoisyTVControl-v0"}
@@ -108,17 +108,6 @@ def run(task: str, method: str, mode: str, seed: int, steps: int) -> tuple[dict[
     return row, metrics.episodes
 
 
-def iqm_ci(values: np.ndarray, n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Interquartile mean and its 95% percentile-bootstrap CI over seeds (rliable's point estimate)."""
-    values = np.asarray(values, dtype=np.float64)
-    iqm = float(stats.trim_mean(values, 0.25))
-    if len(values) < 2:
-        return iqm, iqm, iqm
-    rng = np.random.default_rng(seed)
-    boots = [stats.trim_mean(rng.choice(values, len(values)), 0.25) for _ in range(n_boot)]
-    return iqm, float(np.percentile(boots, 2.5)), float(np.percentile(boots, 97.5))
-
-
 def summarize(out: Path) -> str:
     """Markdown table of IQM [95% CI] per (task, mode, method) from ``runs.csv``."""
     with open(out / "runs.csv") as f:
@@ -132,8 +121,9 @@ def summarize(out: Path) -> str:
     for (task, mode, method), rs in sorted(groups.items()):
         cells = []
         for c in cols:
-            iqm, lo, hi = iqm_ci(np.array([float(r[c]) for r in rs]))
-            cells.append(f"{iqm:.3f} [{lo:.3f}, {hi:.3f}]")
+            values = np.array([float(r[c]) for r in rs])
+            lo, hi = bootstrap_ci(values)
+            cells.append(f"{iqm(values):.3f} [{lo:.3f}, {hi:.3f}]")
         lines.append(f"| {task} | {mode} | {method} | {len(rs)} | {rs[0]['steps']} | " + " | ".join(cells) + " |")
     lines += ["", "Hindsight / Explore (ratio of IQMs, 95% bootstrap CI resampling the seeds of each method):", "",
               "| task | reward | coverage | tv_fraction | pressed_fraction |", "|---|---|---|---|---|"]
@@ -154,9 +144,8 @@ def summarize(out: Path) -> str:
 def ratio_ci(num: np.ndarray, den: np.ndarray, n_boot: int = 2000, seed: int = 0) -> str:
     """IQM(num) / IQM(den) with a 95% percentile-bootstrap CI (seeds resampled within each group)."""
     rng = np.random.default_rng(seed)
-    point = stats.trim_mean(num, 0.25) / max(stats.trim_mean(den, 0.25), 1e-9)
-    boots = [stats.trim_mean(rng.choice(num, len(num)), 0.25) / max(stats.trim_mean(rng.choice(den, len(den)), 0.25),
-                                                                     1e-9) for _ in range(n_boot)]
+    point = iqm(num) / max(iqm(den), 1e-9)
+    boots = [iqm(rng.choice(num, len(num))) / max(iqm(rng.choice(den, len(den))), 1e-9) for _ in range(n_boot)]
     return f"{point:.3f} [{np.percentile(boots, 2.5):.3f}, {np.percentile(boots, 97.5):.3f}]"
 
 

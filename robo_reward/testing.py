@@ -81,6 +81,21 @@ class CallCounter(Reward):
         return self.inner.relabel(batch)
 
 
+
+def evaluate_in_order(reward: Reward, batches: list[TransitionBatch], term: str | None = None) -> np.ndarray:
+    """Evaluate consecutive vector-step batches as the adapters do: ``reset`` with the first batch's ``obs`` for
+    every env, then again for the envs whose episode ended (with the next batch's ``obs``). Returns the paid
+    reward, or the term ``<reward name>/<term>``, stacked as ``(steps, envs)``; for testing stateful rewards
+    (beliefs, queues, episode sums) without an env."""
+    reward.reset(batches[0].obs, np.ones(batches[0].num, dtype=bool))
+    out = []
+    for i, b in enumerate(batches):
+        result = reward.evaluate(b)
+        out.append(result.total if term is None else result.terms[f"{reward.name}/{term}"])
+        if b.done.any() and i + 1 < len(batches):
+            reward.reset(batches[i + 1].obs, b.done)
+    return np.stack(out)
+
 def random_mdp(n_states: int, n_actions: int, rng: np.random.Generator,
                terminal: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Transition tensor P[s, a, s'] and rewards R[s, a, s']; ``terminal`` (if given) is absorbing with reward 0."""

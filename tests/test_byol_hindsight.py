@@ -21,7 +21,7 @@ from robo_reward.methods.byol_model import (
 from robo_reward.methods.curiosity import split_by_env
 from robo_reward.protocol import RewardError, SpaceMismatchError, TransitionBatch
 from robo_reward.registry import make_reward
-from robo_reward.testing import check_reward
+from robo_reward.testing import check_reward, evaluate_in_order
 
 OBS = gym.spaces.Box(0, 3, (6,), dtype=np.uint8)
 ACT = gym.spaces.Discrete(3)
@@ -44,24 +44,12 @@ def random_batches(rng: np.random.Generator, steps: int, n_envs: int, done_at: d
     return out
 
 
-def drive(reward: BYOLExplore, batches: list[TransitionBatch], key: str = "raw") -> np.ndarray:
-    """Evaluate the batches in order as the adapters do (reset at the start and after every finished episode)."""
-    n = batches[0].num
-    reward.reset(batches[0].obs, np.ones(n, bool))
-    out = []
-    for i, b in enumerate(batches):
-        out.append(reward.evaluate(b).terms[f"{reward.name}/{key}"])
-        if b.done.any() and i + 1 < len(batches):
-            reward.reset(batches[i + 1].obs, b.done)
-    return np.stack(out)
-
-
 # -- the intrinsic reward sums exactly the predictions that target o_{t+1} ---------------------------------------
 def test_step_reward_sums_every_open_loop_prediction_of_the_next_observation(rng: np.random.Generator) -> None:
     reward = BYOLExplore(horizon=3, normalize=False, **SMALL)
     reward.bind(OBS, ACT, 2)
     batches = random_batches(rng, 9, 2, done_at={4: 1})
-    step_time = drive(reward, batches)
+    step_time = evaluate_in_order(reward, batches, "raw")
 
     flat = TransitionBatch.concat(batches)
     split = split_by_env(flat)
@@ -222,12 +210,13 @@ def test_save_and_load_reproduce_the_reward(cls: type[BYOLExplore], tmp_path, rn
     reward = make_reward(cls.name, **SMALL)
     reward.bind(OBS, ACT, 2)
     batches = random_batches(rng, 12, 2, done_at={})
-    drive(reward, batches)
+    evaluate_in_order(reward, batches, "raw")
     reward.update(TransitionBatch.concat(batches))
     path = save_reward(reward, tmp_path / "r.pt")
     loaded = load_reward(path)
     loaded.bind(OBS, ACT, 2)
-    np.testing.assert_array_equal(drive(reward, batches, "normalized"), drive(loaded, batches, "normalized"))
+    np.testing.assert_array_equal(evaluate_in_order(reward, batches, "normalized"),
+                                  evaluate_in_order(loaded, batches, "normalized"))
     other = cls(hidden=32, embed=8, belief=16)
     other.bind(OBS, ACT, 2)
     with pytest.raises(RewardError, match="sizes"):

@@ -9,6 +9,7 @@ import pytest
 from robo_reward.envs.noisy_tv.env import REMOTE_ACTION, NoisyTVEnv
 from robo_reward.methods.byol_hindsight import BYOLExplore, BYOLHindsight
 from robo_reward.protocol import TransitionBatch
+from robo_reward.testing import evaluate_in_order
 
 
 def collect(make: type[NoisyTVEnv] | object, n_envs: int, steps: int, seed: int, p_tv: float) -> list[TransitionBatch]:
@@ -32,13 +33,7 @@ def collect(make: type[NoisyTVEnv] | object, n_envs: int, steps: int, seed: int,
 def raw_rewards(reward: BYOLExplore, batches: list[TransitionBatch], term: str = "raw") -> np.ndarray:
     """Step through held-out data as the adapters would (resetting beliefs at episode starts)."""
     reward.bind(reward.observation_space, reward.action_space, batches[0].num)
-    reward.reset(batches[0].obs, np.ones(batches[0].num, bool))
-    out = []
-    for i, b in enumerate(batches):
-        out.append(reward.evaluate(b).terms[f"{reward.name}/{term}"])
-        if b.done.any() and i + 1 < len(batches):
-            reward.reset(batches[i + 1].obs, b.done)
-    return np.concatenate(out)
+    return evaluate_in_order(reward, batches, term).reshape(-1)
 
 
 @pytest.fixture(scope="module")

@@ -329,13 +329,10 @@ def test_one_shot_adaptation_raises_voc_on_a_heldout_variant() -> None:
     among distractors): VOC on other held-out demos rises, and the reversed videos get negative VOC."""
     import copy
 
-    import torch
-
     from robo_reward.envs.demos import collect_demos
     from robo_reward.methods.dopamine.progress import LearnedGRM
     from robo_reward.methods.dopamine.training import build_hop_dataset, train_grm, voc
 
-    torch.set_num_threads(1)
 
     def demos(n, seed, **kw):
         return collect_demos("robo_reward/Push-v0", episodes=n, pixels=True, cameras=CAMS, image_size=24, seed=seed,

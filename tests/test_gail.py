@@ -19,14 +19,6 @@ from robo_reward.methods.gail import (
 )
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def linear_critic(norm: float, obs_dim: int = 3, act_dim: int = 2):
     w = torch.randn(obs_dim + act_dim, generator=torch.Generator().manual_seed(0))
     w = w / w.norm() * norm

@@ -14,14 +14,6 @@ from robo_reward.methods.gail import GAILReward, reward_from_logits
 from robo_reward.sb3 import RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def pendulum_demos(tmp_path_factory) -> str:
     """Two scripted 'expert' episodes (energy-pumping heuristic), enough to exercise the machinery."""
