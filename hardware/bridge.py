@@ -129,8 +129,8 @@ class RobotBridge:
         self._cache[key] = (stamped, value)
         return value
 
-    def _measure(self) -> tuple[np.ndarray | None, float | None]:
-        stamped = self.transport.latest(self.profile.joints.state_topic)
+    def _measure(self, stamped: Stamped | None = None) -> tuple[np.ndarray | None, float | None]:
+        stamped = stamped or self.transport.latest(self.profile.joints.state_topic)
         if stamped is None:
             return None, None
         where = f"joint positions on {self.profile.joints.state_topic}"
@@ -140,12 +140,14 @@ class RobotBridge:
     def snapshot(self, now: float | None = None) -> Snapshot:
         """Latest observations, checked; raises :class:`SafetyViolation` (stale) or :class:`MessageError`."""
         now = self.clock() if now is None else now
-        latest = {k: self.transport.latest(self.profile.topic_of(k)) for k in self.profile.observations}
+        topics = {self.profile.topic_of(k) for k in self.profile.observations} | {self.profile.joints.state_topic}
+        by_topic = {t: self.transport.latest(t) for t in topics}  # once per topic: keys sharing a message agree
+        latest = {k: by_topic[self.profile.topic_of(k)] for k in self.profile.observations}
         received = {k: (s.received if s is not None else None) for k, s in latest.items()}
         stale = self.watchdog.stale(now, received)
         if stale:
             raise SafetyViolation("watchdog: " + "; ".join(stale))
-        self.measured_position, _ = self._measure()
+        self.measured_position, _ = self._measure(by_topic[self.profile.joints.state_topic])
         values: dict[str, np.ndarray] = {}
         for key, stamped in latest.items():
             if stamped is None:

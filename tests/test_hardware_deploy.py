@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from robo_reward.hardware.bridge import RobotBridge, TickClock, observation_space
-from robo_reward.hardware.convert import JointStateData
+from robo_reward.hardware.convert import HeaderData, JointStateData
 from robo_reward.hardware.deploy import Deployment
 from robo_reward.hardware.env import EStopLatched, RosRobotEnv
 from robo_reward.hardware.profile import parse_profile
@@ -294,3 +294,26 @@ def test_waits_for_the_robot_and_names_missing_topics():
     threading.Timer(0.1, lambda: dep.request_stop("SIGINT")).start()
     summary = dep.run(wait_ready=5.0)
     assert summary.stopped_by == "SIGINT (before the robot was ready)" and summary.ticks == 0
+
+
+class _RacingTransport(InMemoryTransport):
+    """A new joint state lands between any two reads, as it can with a middleware's callback threads."""
+
+    count = 0
+
+    def latest(self, topic):
+        self.count += 1
+        k = float(self.count)
+        self.push(topic, JointStateData(name=NAMES, position=[k, -k], velocity=[k, -k],
+                                                  header=HeaderData(stamp_ns=self.count)))
+        return super().latest(topic)
+
+
+def test_snapshot_takes_keys_that_share_a_message_from_one_message():
+    """joint_pos and joint_vel come from one JointState: a snapshot must not tear them across two messages."""
+    transport = _RacingTransport()
+    bridge = RobotBridge(profile(), transport, -np.ones(2), np.ones(2), clock=transport.clock)
+    snap = bridge.snapshot()
+    np.testing.assert_array_equal(snap.obs["joint_pos"], snap.obs["joint_vel"])
+    np.testing.assert_array_equal(snap.measured_position, snap.obs["joint_pos"])
+    assert snap.stamps["joint_pos"] == snap.stamps["joint_vel"]
