@@ -35,6 +35,10 @@ def test_numpy_inference_matches_torch_and_follows_updates(rng) -> None:
     np.testing.assert_allclose(reward(b), torch_rewards(reward, b), rtol=1e-5, atol=1e-6)
     reward.module[0].weight = torch.nn.Parameter(torch.zeros_like(reward.module[0].weight))
     np.testing.assert_allclose(reward(b), torch_rewards(reward, b), rtol=1e-5, atol=1e-6)
+    reward.module[2].weight.data = torch.ones_like(reward.module[2].weight)
+    np.testing.assert_allclose(reward(b), torch_rewards(reward, b), rtol=1e-5, atol=1e-6)
+    reward.module[0].bias.data = torch.ones_like(reward.module[0].bias)  # only a bias replaced
+    np.testing.assert_allclose(reward(b), torch_rewards(reward, b), rtol=1e-5, atol=1e-6)
 
 
 def test_wide_nets_stay_on_torch(rng) -> None:
