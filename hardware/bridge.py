@@ -129,8 +129,7 @@ class RobotBridge:
         self._cache[key] = (stamped, value)
         return value
 
-    def _measure(self, stamped: Stamped | None = None) -> tuple[np.ndarray | None, float | None]:
-        stamped = stamped or self.transport.latest(self.profile.joints.state_topic)
+    def _measure(self, stamped: Stamped | None) -> tuple[np.ndarray | None, float | None]:
         if stamped is None:
             return None, None
         where = f"joint positions on {self.profile.joints.state_topic}"
@@ -206,7 +205,7 @@ class RobotBridge:
         """
         if self.measured_position is None:
             with contextlib.suppress(MessageError):
-                self.measured_position, _ = self._measure()
+                self.measured_position, _ = self._measure(self.transport.latest(self.profile.joints.state_topic))
         if self.measured_position is None and not self.safety.velocity_mode:
             return None
         values = self.safety.stop_command(self.measured_position)

@@ -8,6 +8,7 @@ the env's spaces, runs it under ``torch.inference_mode`` on CPU float32 tensors 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -97,11 +98,13 @@ class TorchReward(Reward):
 
     module: nn.Module | None = None
 
+    @abc.abstractmethod
     def build(self, observation_space: gym.Space, action_space: gym.Space) -> nn.Module:
-        raise NotImplementedError
+        """The module computing the reward, for these spaces."""
 
+    @abc.abstractmethod
     def forward(self, batch: TransitionBatch) -> torch.Tensor:
-        raise NotImplementedError
+        """Rewards of ``batch`` as a (n,) tensor, differentiable for training."""
 
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         super().bind(observation_space, action_space, num_envs)

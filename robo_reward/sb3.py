@@ -15,6 +15,7 @@ Rewards are never added to PPO's advantages in a callback: SB3 computes returns 
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from typing import Any
 
@@ -162,7 +163,7 @@ def find_reward_wrapper(venv: VecEnv) -> RewardVecEnvWrapper | None:
     return None
 
 
-class _Relabeling:
+class _Relabeling(abc.ABC):
     """Shared by both relabelling buffers: keeps r_env in the buffer and recomputes the design at sample time."""
 
     action_space: gym.Space
@@ -199,8 +200,9 @@ class _Relabeling:
             return low + 0.5 * (actions + 1.0) * (high - low)
         return actions
 
+    @abc.abstractmethod
     def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
-        raise NotImplementedError
+        """Raw (s, s') of the stored rows, in the buffer's own layout."""
 
     def stored(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> TransitionBatch:
         """Stored transitions as the env produced them: raw observations, env-range actions, the env's reward."""

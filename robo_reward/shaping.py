@@ -14,6 +14,7 @@ invariance guarantee no longer holds exactly (specs/shaping.md); normalise the l
 
 from __future__ import annotations
 
+import abc
 from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -213,8 +214,9 @@ class TermTransform(Reward):
     def children(self) -> list[Reward]:
         return [self.term]
 
+    @abc.abstractmethod
     def transform(self, raw: np.ndarray, batch: TransitionBatch) -> np.ndarray:
-        raise NotImplementedError
+        """The transformed term, from the child's values ``raw`` for ``batch``."""
 
     def transform_stored(self, raw: np.ndarray, batch: TransitionBatch) -> np.ndarray:
         """The transform for replay relabelling (defaults to :meth:`transform`; running stats are not updated)."""

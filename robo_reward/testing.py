@@ -81,7 +81,6 @@ class CallCounter(Reward):
         return self.inner.relabel(batch)
 
 
-
 def evaluate_in_order(reward: Reward, batches: list[TransitionBatch], term: str | None = None) -> np.ndarray:
     """Evaluate consecutive vector-step batches as the adapters do: ``reset`` with the first batch's ``obs`` for
     every env, then again for the envs whose episode ended (with the next batch's ``obs``). Returns the paid
@@ -95,6 +94,7 @@ def evaluate_in_order(reward: Reward, batches: list[TransitionBatch], term: str 
         if b.done.any() and i + 1 < len(batches):
             reward.reset(batches[i + 1].obs, b.done)
     return np.stack(out)
+
 
 def random_mdp(n_states: int, n_actions: int, rng: np.random.Generator,
                terminal: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -227,8 +228,9 @@ class IntrinsicReward(Reward):
         self.coef, self.seed, self.name = float(coef), int(seed), label
         self.normalizer = EMANormalizer(decay=norm_decay, mode=norm_mode) if normalize else None
 
+    @abc.abstractmethod
     def raw_reward(self, batch: TransitionBatch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        raise NotImplementedError
+        """The un-normalised bonus of each row and any extra terms to report."""
 
     def evaluate(self, batch: TransitionBatch) -> RewardOutput:
         if self.observation_space is None:
