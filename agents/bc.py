@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from robo_reward.datasets import load_transitions
-from robo_reward.methods.forward_model import mlp
+from robo_reward.methods.gail.forward_model import mlp
 
 
 class BCPolicy(nn.Module):

@@ -39,7 +39,7 @@ from stable_baselines3.common.noise import NormalActionNoise
 from stable_baselines3.common.vec_env import DummyVecEnv, VecEnv
 
 from robo_reward.absorbing import AbsorbingStateWrapper
-from robo_reward.methods.gail import GAILReward
+from robo_reward.methods.gail.reward import GAILReward
 from robo_reward.protocol import TransitionBatch
 from robo_reward.sb3 import (
     RelabelingDictReplayBuffer,

@@ -20,10 +20,13 @@ import copy
 import difflib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class ConfigError(ValueError):
@@ -122,6 +125,7 @@ class EvalConfig(_Strict):
     deterministic: bool = True
     metric: Literal["success", "return", "progress"] = "success"  # progress: the env's info["progress"] at the end
     threshold: float = 0.9
+    info_metrics: list[str] = Field(default_factory=list)  # info keys averaged over episode ends -> eval.csv "info/<key>"
 
 
 class LoggingConfig(_Strict):
@@ -149,9 +153,9 @@ class ExperimentConfig(_Strict):
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False)
 
 
-def _model_for(loc: Sequence[str | int]) -> type[BaseModel] | None:
+def _model_for(loc: Sequence[str | int], root: type[BaseModel]) -> type[BaseModel] | None:
     """The config section (model) that holds the last key of ``loc``."""
-    model: type[BaseModel] | None = ExperimentConfig
+    model: type[BaseModel] | None = root
     for part in loc[:-1]:
         if isinstance(part, int):
             continue
@@ -163,13 +167,13 @@ def _model_for(loc: Sequence[str | int]) -> type[BaseModel] | None:
     return model
 
 
-def _explain(exc: ValidationError, source: str) -> ConfigError:
+def _explain(exc: ValidationError, source: str, root: type[BaseModel]) -> ConfigError:
     lines = [f"invalid config {source}:"]
     for err in exc.errors():
         loc = list(err["loc"])
         key = ".".join(str(p) for p in loc)
         if err["type"] == "extra_forbidden":
-            model = _model_for(loc)
+            model = _model_for(loc, root)
             valid = sorted(model.model_fields) if model else []
             hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
             lines.append(f"  unknown key '{key}'" + (f" (did you mean '{hint[0]}'?)" if hint else "")
@@ -184,38 +188,117 @@ def parse_value(text: str) -> Any:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``["agent.kwargs.gamma=0.95", ...]`` applied to a nested dict (lists indexed by number)."""
+    """``["agent.kwargs.gamma=0.95", ...]`` applied to a nested dict (lists indexed by number).
+
+    >>> apply_overrides({"agent": {"kwargs": {}}, "seeds": [0, 1]}, ["agent.kwargs.gamma=0.95", "seeds.1=7"])
+    {'agent': {'kwargs': {'gamma': 0.95}}, 'seeds': [0, 7]}
+    """
     data = copy.deepcopy(data)
     for item in overrides:
-        if "=" not in item:
-            raise ConfigError(f"override {item!r} must look like key.path=value")
-        path, _, raw = item.partition("=")
+        path, sep, raw = item.partition("=")
+        if not sep or not path.strip():
+            raise ConfigError(f"override --set {item!r} must look like key.sub=value (e.g. agent.kwargs.gamma=0.95)")
+        try:
+            value = parse_value(raw)
+        except yaml.YAMLError:
+            raise ConfigError(f"override --set {item!r}: the value {raw!r} is not valid YAML; quote it") from None
         keys = path.strip().split(".")
         node: Any = data
-        for k in keys[:-1]:
-            node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
-        last = keys[-1]
-        if isinstance(node, list):
-            node[int(last)] = parse_value(raw)
-        else:
-            node[last] = parse_value(raw)
+        try:
+            for k in keys[:-1]:
+                node = node[int(k)] if isinstance(node, list) else node.setdefault(k, {})
+            if isinstance(node, list):
+                node[int(keys[-1])] = value
+            elif isinstance(node, dict):
+                node[keys[-1]] = value
+            else:
+                raise TypeError(type(node).__name__)
+        except (ValueError, IndexError, TypeError, AttributeError):
+            raise ConfigError(f"override --set {item!r}: {path!r} does not lead to a settable field (a list needs "
+                              "a number index within its length, and a value cannot hold sub-keys)") from None
     return data
 
 
-def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
-    """Read, override and validate an experiment config."""
+def deep_merge(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    """``delta`` over ``base``: mappings merge key by key, anything else (lists included) is replaced.
+
+    >>> deep_merge({"a": {"x": 1, "y": [1, 2]}, "b": 0}, {"a": {"y": [3]}, "c": 1})
+    {'a': {'x': 1, 'y': [3]}, 'b': 0, 'c': 1}
+    """
+    out = copy.deepcopy(dict(base))
+    for key, value in delta.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist; check the path (relative paths are taken from "
+                          f"{Path.cwd()})") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config path {path} is a folder; give a YAML file") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"{where}: YAML syntax error: {problem}; fix the file at that line") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a YAML mapping (key: value lines) at the top level, "
+                          f"got a {type(data).__name__}")
+    return data
+
+
+def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """The YAML mapping of ``path`` with its ``base:`` chain resolved (paths relative to the naming file).
+
+    A variant config names its parent with ``base: parent.yaml`` (or a list of parents, merged left to right)
+    and holds only what differs: mappings deep-merge, lists and scalars replace.
+    """
+    path = Path(path).resolve()
+    if path in _chain:
+        cycle = " -> ".join(str(p.name) for p in (*_chain, path))
+        raise ConfigError(f"config {path} inherits from itself ({cycle}); remove one of the base: entries")
+    data = _read_yaml(path)
+    bases = data.pop("base", None)
+    if bases is None:
+        return data
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        if not isinstance(base, str):
+            raise ConfigError(f"{path}: base: must name a YAML file (or a list of them), got {base!r}")
+        merged = deep_merge(merged, read_config_data(path.parent / base, (*_chain, path)))
+    return deep_merge(merged, data)
+
+
+def load_config_data(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:
+    """A config's resolved mapping (``base:`` chain, then ``--set`` overrides) and where it came from."""
     if isinstance(path, Mapping):
         data, source = dict(path), "<mapping>"
+        if "base" in data:
+            raise ConfigError("a config given as a mapping cannot name a base:; merge it with deep_merge first")
     else:
-        source = str(path)
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {path} does not exist") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must be a YAML mapping at the top level")
-    data = apply_overrides(data, overrides)
+        data, source = read_config_data(path), str(path)
+    return apply_overrides(data, overrides), source
+
+
+def validate(model: type[M], data: Mapping[str, Any], source: str) -> M:
+    """``model.model_validate(data)`` with the package's error style (each bad key named, close matches)."""
     try:
-        return ExperimentConfig.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as exc:
-        raise _explain(exc, source) from None
+        raise _explain(exc, source, model) from None
+
+
+def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """Read (resolving ``base:``), override and validate an experiment config."""
+    data, source = load_config_data(path, overrides)
+    return validate(ExperimentConfig, data, source)

@@ -33,10 +33,10 @@ _REGISTRY: dict[str, str] = {
     "goal_distance": "robo_reward.potentials:GoalDistanceReward",
     "mlp": "robo_reward.models:MLPReward",
     "dopamine": "robo_reward.methods.dopamine:DopamineReward",
-    "gail": "robo_reward.methods.gail:GAILReward",
-    "byol_explore": "robo_reward.methods.byol_hindsight:BYOLExplore",
-    "byol_hindsight": "robo_reward.methods.byol_hindsight:BYOLHindsight",
-    "rnd": "robo_reward.methods.rnd:RND",
+    "gail": "robo_reward.methods.gail.reward:GAILReward",
+    "byol_explore": "robo_reward.methods.curiosity.byol:BYOLExplore",
+    "byol_hindsight": "robo_reward.methods.curiosity.byol:BYOLHindsight",
+    "rnd": "robo_reward.methods.curiosity.rnd:RND",
 }
 _entry_points_loaded = False
 

@@ -9,8 +9,8 @@ import torch
 
 import robo_reward  # noqa: F401
 from robo_reward.checkpoint import load_reward, save_reward
-from robo_reward.methods.byol_hindsight import BYOLExplore, BYOLHindsight
-from robo_reward.methods.byol_model import (
+from robo_reward.methods.curiosity.byol import BYOLExplore, BYOLHindsight
+from robo_reward.methods.curiosity.byol_model import (
     Rollout,
     Sequences,
     WorldModel,
@@ -18,7 +18,7 @@ from robo_reward.methods.byol_model import (
     normalized_l2,
     unit,
 )
-from robo_reward.methods.curiosity import split_by_env
+from robo_reward.methods.curiosity.base import split_by_env
 from robo_reward.protocol import RewardError, SpaceMismatchError, TransitionBatch
 from robo_reward.registry import make_reward
 from robo_reward.testing import check_reward, evaluate_in_order

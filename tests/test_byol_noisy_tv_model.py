@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from robo_reward.envs.noisy_tv.env import REMOTE_ACTION, NoisyTVEnv
-from robo_reward.methods.byol_hindsight import BYOLExplore, BYOLHindsight
+from robo_reward.methods.curiosity.byol import BYOLExplore, BYOLHindsight
 from robo_reward.protocol import TransitionBatch
 from robo_reward.testing import evaluate_in_order
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from robo_reward.methods.curiosity import EMANormalizer, ObsEncoder, RunningStandardizer, split_by_env
+from robo_reward.methods.curiosity.base import EMANormalizer, ObsEncoder, RunningStandardizer, split_by_env
 from robo_reward.protocol import SpaceMismatchError, TransitionBatch
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from robo_reward import SpaceMismatchError, TransitionBatch, make_reward
-from robo_reward.methods.gail import (
+from robo_reward.methods.gail.reward import (
     Discriminator,
     GAILReward,
     discriminator_loss,

@@ -10,7 +10,7 @@ from stable_baselines3 import SAC
 from robo_reward.agents.experts import rollout
 from robo_reward.agents.gail import GAILConfig, build, make_env, sample_replay, train
 from robo_reward.datasets import save_npz
-from robo_reward.methods.gail import GAILReward, reward_from_logits
+from robo_reward.methods.gail.reward import GAILReward, reward_from_logits
 from robo_reward.sb3 import RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper
 
 

@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from robo_reward import TransitionBatch
-from robo_reward.methods.forward_model import PessimisticMultiplier
-from robo_reward.methods.gail import GAILReward
+from robo_reward.methods.gail.forward_model import PessimisticMultiplier
+from robo_reward.methods.gail.reward import GAILReward
 
 
 class Quadratic(nn.Module):

@@ -10,7 +10,7 @@ import pytest
 from robo_reward.checkpoint import load_reward, save_reward
 from robo_reward.config import load_config
 from robo_reward.envs.noisy_tv.env import REMOTE_ACTION, NoisyTVEnv
-from robo_reward.methods.rnd import RND
+from robo_reward.methods.curiosity.rnd import RND
 from robo_reward.protocol import TransitionBatch
 from robo_reward.registry import make_reward
 

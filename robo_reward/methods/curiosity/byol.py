@@ -50,14 +50,14 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robo_reward.methods.byol_model import (
+from robo_reward.methods.curiosity.byol_model import (
     Sequences,
     WorldModel,
     WorldModelTrainer,
     infonce,
     normalized_l2,
 )
-from robo_reward.methods.curiosity import (
+from robo_reward.methods.curiosity.base import (
     IntrinsicReward,
     ObsEncoder,
     RunningStandardizer,

@@ -124,7 +124,7 @@ class WorldModel(nn.Module):
     The generator outputs a Gaussian N(mu, sigma^2) (sigma <= 1) sampled as Z = mu + sigma * eps; it starts at
     mu = 0 and a small sigma, so Z carries nothing until reconstruction pays for it.
 
-    :param obs_dim: input width (after :class:`~robo_reward.methods.curiosity.ObsEncoder`).
+    :param obs_dim: input width (after :class:`~robo_reward.methods.curiosity.base.ObsEncoder`).
     :param act_dim: action feature width. :param hindsight: build the generator, reconstructor and critic.
     :param horizon: K, the open-loop depth. Sizes default to the spec's small CPU build.
     """

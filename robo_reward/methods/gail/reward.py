@@ -6,7 +6,7 @@ from the learner's replay pairs; the learner maximises a reward derived from ``D
 *local Lipschitzness of the learned reward* is what makes the off-policy version work, enforced by a gradient
 penalty on ``D`` evaluated between policy and expert samples.
 
-Pieces, each usable alone (the first four live in :mod:`robo_reward.methods.discriminator`):
+Pieces, each usable alone (the first four live in :mod:`robo_reward.methods.gail.discriminator`):
 
 * :class:`Discriminator`: MLP ``D(s, a)`` with layer norm and spectral norm (both on by default, as in the paper).
 * :func:`smoothed_targets` / :func:`discriminator_loss`: BCE on logits, policy label 0, expert labels drawn from
@@ -19,7 +19,7 @@ Pieces, each usable alone (the first four live in :mod:`robo_reward.methods.disc
 * :class:`GAILReward`: the stateless :class:`~robo_reward.protocol.Reward`. ``__call__`` recomputes rewards with
   the current ``D`` for any transitions, so a relabelling replay buffer patches stale rewards at sample time
   ("historical patching"); ``update(batch)`` trains ``D`` on policy transitions against expert transitions;
-  optionally the reward is scaled by the pessimistic multiplier of :mod:`robo_reward.methods.forward_model`.
+  optionally the reward is scaled by the pessimistic multiplier of :mod:`robo_reward.methods.gail.forward_model`.
 
 Where this small build departs from the paper (reconstructions, see ``specs/lipschitz_gail.md``):
 
@@ -48,7 +48,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robo_reward.methods.discriminator import (
+from robo_reward.methods.gail.discriminator import (
     PENALTY_VARIANTS,
     REWARD_FORMS,
     Discriminator,
@@ -168,7 +168,7 @@ class GAILReward(Reward):
         self.optimizer = torch.optim.Adam(self.discriminator.parameters(), lr=lr)
         self.multiplier = None
         if precondition:
-            from robo_reward.methods.forward_model import PessimisticMultiplier
+            from robo_reward.methods.gail.forward_model import PessimisticMultiplier
 
             self.multiplier = PessimisticMultiplier(obs_dim, act_dim, k_f=precondition_k, seed=seed + 1)
         self.num_updates = 0

@@ -1,0 +1,1 @@
+"""Curiosity rewards: the shared base (encoders, EMA normaliser), BYOL-Explore / BYOL-Hindsight and RND."""
