@@ -144,10 +144,11 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
         if r.empty:
             continue
         row: dict[str, Any] = {"design": d.name, "seeds": len(r)}
-        for key in ("final_success", "final_return", "final_progress"):
+        for key in ("final_success", "final_return", "final_progress", *info_columns(designs)):
             if key not in r:
                 continue
-            vals = r[key].astype(float).to_numpy()
+            vals = r[key].dropna().astype(float).to_numpy() if key.startswith("final_info/") \
+                else r[key].astype(float).to_numpy()
             lo, hi = bootstrap_ci(vals)
             row[f"{key}_iqm"], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = iqm(vals), lo, hi
         reached = r["steps_to_threshold"].dropna().astype(float).to_numpy()
@@ -166,13 +167,20 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
         rows.append(row)
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.csv", index=False)
-    (out / "summary.md").write_text(_markdown(table, designs[0], baseline, base_final, final_key))
+    (out / "summary.md").write_text(_markdown(table, designs[0], baseline, base_final, final_key,
+                                              info_columns(designs)))
     plot_bench(out, {k: v for k, v in curves.items() if v}, metric=metric, threshold=designs[0].eval.threshold)
     if metric != "final_progress" and "final_progress" in res and res["final_progress"].notna().any():
         progress = {d.name: _curves(out, d.name, "final_progress") for d in designs}
         plot_bench(out, {k: v for k, v in progress.items() if v}, metric="final_progress",
                    filename="curves_progress.png")
     return table
+
+
+def info_columns(designs: Sequence[ExperimentConfig]) -> list[str]:
+    """``final_info/<key>`` for every ``eval.info_metrics`` key of any design, in first-seen order."""
+    keys = dict.fromkeys(key for d in designs for key in d.eval.info_metrics)
+    return [f"final_info/{key}" for key in keys]
 
 
 def _defined_level(level: float, final_key: str) -> bool:
@@ -184,13 +192,16 @@ def _defined_level(level: float, final_key: str) -> bool:
 
 
 def _ci(row: pd.Series, key: str) -> str:
+    if f"{key}_iqm" not in row or pd.isna(row[f"{key}_iqm"]):
+        return "-"
     return f"{row[f'{key}_iqm']:.3g} [{row[f'{key}_ci_low']:.3g}, {row[f'{key}_ci_high']:.3g}]"
 
 
 def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_final: float,
-              final_key: str) -> str:
+              final_key: str, info: Sequence[str] = ()) -> str:
     metric = final_key.removeprefix("final_")
     progress = "final_progress_iqm" in table and bool(table["final_progress_iqm"].notna().any())
+    info_head = "".join(f"{key.removeprefix('final_info/')} | " for key in info)
     lines = [
         f"# Benchmark on `{first.env.id}` ({first.agent.algo}, {first.budget.total_timesteps} env steps per run)", "",
         f"Final {metric} IQM with 95% bootstrap CI over seeds; threshold {first.eval.metric} >= "
@@ -198,15 +209,20 @@ def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_
         + ("" if _defined_level(base_final, final_key) else "; steps to the baseline's final level are undefined")
         + ").", "",
         "| design | seeds | final success | final return | " + ("final progress | " if progress else "")
-        + "reached threshold | steps to threshold (IQM) | steps to baseline's final | fraction of budget "
+        + info_head + "reached threshold | steps to threshold (IQM) | steps to baseline's final | fraction of budget "
         "| P(improve) | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if progress else ""),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if progress else "") + "---|" * len(info),
     ]
+    if info:
+        names = ", ".join(f"`{key.removeprefix('final_info/')}`" for key in info)
+        lines[4:4] = [f"Columns {names}: the env's `info[key]` averaged over the final evaluation's episode ends "
+                      "(`eval.info_metrics`), IQM [95% CI] over seeds.", ""]
     for _, row in table.iterrows():
         frac = row["fraction_of_baseline_steps"]
         lines.append(
             f"| {row['design']} | {row['seeds']} | {_ci(row, 'final_success')} | {_ci(row, 'final_return')} | "
             + (f"{_ci(row, 'final_progress')} | " if progress else "")
+            + "".join(f"{_ci(row, key)} | " for key in info)
             + f"{row['reached_threshold']} | {_num(row['steps_to_threshold_iqm'])} | "
             f"{_num(row['steps_to_baseline_final'])} | {_num(frac, 2)} | {_num(row['p_improve_vs_baseline'], 2)} | "
             f"{row['wall_time_s']:.0f} |")

@@ -271,30 +271,47 @@ class TrainingRun:
 
     # -- training -----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
-        """Episodes of the current policy on the env's own reward (no reward design), seeded per evaluation."""
+        """Episodes of the current policy on the env's own reward (no reward design), seeded per evaluation.
+
+        Each key of ``eval.info_metrics`` is read from the info of every episode's last step and averaged into the
+        row as ``info/<key>`` (the way envs report per-episode metrics such as coverage or normalised return).
+        """
         assert self.model is not None
         env_cfg = self.cfg.env.model_copy(update={"kwargs": {**self.cfg.env.kwargs, **self.cfg.eval.env_kwargs}})
         env = self._policy_view(make_vec(env_cfg, seed=10_000 + self.seed + len(self.metrics.eval),
                                          n_envs=self.cfg.eval.n_envs))
         successes: list[float] = []
         progress: list[float] = []
+        extra: dict[str, list[float]] = {key: [] for key in self.cfg.eval.info_metrics}
+        seen: set[str] = set()
 
         def on_step(local: dict[str, Any], _: dict[str, Any]) -> None:
             if local["done"]:
                 info = local["info"]
+                seen.update(info)
                 if "is_success" in info:
                     successes.append(float(info["is_success"]))
                 if "progress" in info:
                     progress.append(float(info["progress"]))
+                for key, values in extra.items():
+                    if key in info:
+                        values.append(_info_scalar(info[key], key))
 
         returns, lengths = evaluate_policy(self.model, env, n_eval_episodes=self.cfg.eval.episodes,
                                            deterministic=self.cfg.eval.deterministic, return_episode_rewards=True,
                                            callback=on_step)
         env.close()
+        missing = [key for key, values in extra.items() if not values]
+        if missing:
+            shown = ", ".join(sorted(k for k in seen if k not in ("terminal_observation", "episode"))) or "none"
+            raise ValueError(f"eval.info_metrics {missing} never appeared in the info of an episode's last step of "
+                             f"{self.cfg.env.id} (keys there: {shown}); fix the key names or make the env report "
+                             "them at episode end")
         row = {"timestep": float(self.model.num_timesteps), "return_mean": float(np.mean(returns)),
                "return_std": float(np.std(returns)), "length_mean": float(np.mean(lengths)),
                "success_rate": float(np.mean(successes)) if successes else float("nan"),
                "final_progress": float(np.mean(progress)) if progress else float("nan"),
+               **{f"info/{key}": float(np.mean(values)) for key, values in extra.items()},
                "wall_time": self.wall_time}
         self.metrics.eval.append(row)
         if self._wandb is not None:
@@ -337,7 +354,17 @@ class TrainingRun:
                 "final_success": success, "final_return": last["return_mean"],
                 "final_progress": None if np.isnan(progress) else progress,
                 "steps_to_threshold": reached[0] if reached else None, "metric": metric,
-                "threshold": self.cfg.eval.threshold, "wall_time": self.wall_time}
+                "threshold": self.cfg.eval.threshold, "wall_time": self.wall_time,
+                **{f"final_info/{key}": last.get(f"info/{key}") for key in self.cfg.eval.info_metrics}}
+
+
+def _info_scalar(value: Any, key: str) -> float:
+    """One number from ``info[key]`` (a Python or numpy scalar, or a one-element array)."""
+    try:
+        return float(np.asarray(value, dtype=np.float64).item())
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"eval.info_metrics: info[{key!r}] is {value!r}, not a number; list only keys whose "
+                        "value at episode end is one number") from exc
 
 
 class _EpisodeLog(RewardCallback):
