@@ -1,9 +1,15 @@
-"""``robo-reward dopamine-grm CONFIG``: demos -> GRM pretraining -> one-shot adaptation -> VOC report.
+"""``robo-reward dopamine-grm CONFIG [--set key=value] [--run-dir DIR]``: demos -> GRM pretraining -> one-shot
+adaptation -> VOC report.
 
-Every stage writes its result to ``out`` and is skipped when the result is already there (delete a file to
-redo its stage), so the benchmark configs can point at ``grm_adapted.pt`` and the reference demo while a rerun
-costs nothing. Config (YAML)::
+The config is a ``kind: grm_pipeline`` config of the package's one schema system (``base:`` inheritance and
+``--set`` overrides as for experiments). Every stage writes its result into the run folder and is skipped when the
+result is already there (delete a file to redo its stage), so the benchmark configs can point at
+``checkpoints/grm_adapted.pt`` and the reference demo while a rerun costs nothing. The run folder holds the same
+layout as a training run: ``config.yaml``, ``checkpoints/`` (``grm_pretrained.pt``, ``grm_adapted.pt``),
+``pretrain.csv`` (loss against step), ``voc.csv``, ``report.md`` and ``curves.png``, plus the demos under
+``minari/``. Config (YAML)::
 
+    kind: grm_pipeline
     env_id: robo_reward/PickPlace-v0
     cameras: [front, wrist]
     image_size: 48
@@ -14,19 +20,19 @@ costs nothing. Config (YAML)::
     noise: 0.0
     pretrain: {steps: 2000, batch_size: 32, lr: 0.0003}
     adapt: {steps: 300, batch_size: 32, lr: 0.0001}
-    out: runs/dopamine/grm_pickplace
+    run_dir: runs/dopamine/grm_pickplace
     seed: 0
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,6 +52,7 @@ class GRMPipelineConfig(BaseModel):
     """The GRM pipeline's config (see the module docstring)."""
 
     model_config = ConfigDict(extra="forbid")
+    kind: Literal["grm_pipeline"] = "grm_pipeline"
     env_id: str = "robo_reward/PickPlace-v0"
     cameras: list[str] = Field(default_factory=lambda: ["front", "wrist"])
     anchor_camera: str = "front"
@@ -58,7 +65,7 @@ class GRMPipelineConfig(BaseModel):
     pretrain: TrainConfig = Field(default_factory=TrainConfig)
     adapt: TrainConfig = Field(default_factory=lambda: TrainConfig(steps=300, lr=1e-4))
     max_pairs: int = 1000
-    out: str = "runs/dopamine/grm"
+    run_dir: str = "runs/dopamine/grm"
     seed: int = 0
     threads: int = 1  # torch threads; more threads only help on an otherwise idle machine
 
@@ -83,8 +90,8 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
     from robo_reward.datasets import load_demos
 
     torch.set_num_threads(cfg.threads)
-    out = Path(cfg.out).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(cfg.run_dir).resolve()
+    (out / "checkpoints").mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     tasks = list(cfg.train_variants)
     train_sets = {}
@@ -96,7 +103,7 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
     reference = _demos(cfg, out, "heldout-reference", cfg.heldout_variant, 1, heldout_seed)
     evaluation = _demos(cfg, out, "heldout-eval", cfg.heldout_variant, cfg.heldout_eval_demos, heldout_seed + 1)
 
-    pretrained_path = out / "grm_pretrained.pt"
+    pretrained_path = out / "checkpoints" / "grm_pretrained.pt"
     if pretrained_path.exists():
         pretrained = LearnedGRM.load(str(pretrained_path))
     else:
@@ -115,10 +122,10 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
                            callback=lambda s, loss: log(f"pretrain step {s}: mse {loss:.4f}"))
         log(f"pretrained on {len(data)} pairs from {len(demos)} demos in {time.time() - t0:.0f} s")
         save_grm(pretrained, pretrained_path)
-        (out / "pretrain_losses.json").write_text(json.dumps(losses))
+        pd.DataFrame({"step": np.arange(1, len(losses) + 1), "loss": losses}).to_csv(out / "pretrain.csv", index=False)
 
     ref_demo = load_demos(reference)[0]
-    adapted_path = out / "grm_adapted.pt"
+    adapted_path = out / "checkpoints" / "grm_adapted.pt"
     if adapted_path.exists():
         adapted = LearnedGRM.load(str(adapted_path))
     else:
@@ -142,29 +149,52 @@ def run_pipeline(cfg: GRMPipelineConfig, log: Any = print) -> dict[str, Any]:
         scores = np.array([voc(model, d, start, goal, np.random.default_rng(cfg.seed)) for d in eval_demos])
         rows.append({"model": name, "voc_plus": float(scores[:, 0].mean()), "voc_minus": float(scores[:, 1].mean()),
                      "hop_mse": hop_mse(model, eval_pairs), "demos": len(scores)})
-    lines = ["| GRM | voc+ (held-out demos) | voc- (reversed) | hop MSE (held-out pairs) | demos |",
+    _report(out, cfg, rows)
+    log((out / "report.md").read_text())
+    return {"voc": rows, "pretrained": str(pretrained_path), "adapted": str(adapted_path),
+            "reference": str(reference), "report": str(out / "report.md")}
+
+
+def _report(out: Path, cfg: GRMPipelineConfig, rows: list[dict[str, Any]]) -> None:
+    """``voc.csv``, ``report.md`` and the pretraining loss curve ``curves.png``."""
+    pd.DataFrame(rows).to_csv(out / "voc.csv", index=False)
+    lines = [f"# Dopamine GRM on `{cfg.env_id}` (held-out variant {cfg.heldout_variant})", "",
+             "| GRM | voc+ (held-out demos) | voc- (reversed) | hop MSE (held-out pairs) | demos |",
              "|---|---|---|---|---|"]
     lines += [f"| {r['model']} | {r['voc_plus']:.3f} | {r['voc_minus']:.3f} | {r['hop_mse']:.4f} | {r['demos']} |"
               for r in rows]
-    (out / "voc.md").write_text("\n".join(lines) + "\n")
-    (out / "voc.json").write_text(json.dumps(rows, indent=2))
-    log("\n".join(lines))
-    return {"voc": rows, "pretrained": str(pretrained_path), "adapted": str(adapted_path),
-            "reference": str(reference)}
+    if (out / "pretrain.csv").exists():
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        curve = pd.read_csv(out / "pretrain.csv")
+        fig, ax = plt.subplots(figsize=(5, 3))
+        ax.plot(curve["step"], curve["loss"])
+        ax.set(xlabel="pretraining step", ylabel="hop MSE (train batch)", yscale="log")
+        fig.tight_layout()
+        fig.savefig(out / "curves.png", dpi=100)
+        plt.close(fig)
+        lines += ["", "![pretraining loss](curves.png)"]
+    (out / "report.md").write_text("\n".join(lines) + "\n")
 
 
 def add_command(subparsers: argparse._SubParsersAction) -> None:
     """``robo-reward dopamine-grm CONFIG``: collect demos, pretrain and adapt the GRM, report VOC."""
     p = subparsers.add_parser("dopamine-grm", help="train the Dopamine GRM (pretrain, one-shot adapt, VOC)")
-    p.add_argument("config")
-    p.add_argument("--out", help="override the config's out folder")
+    p.add_argument("config", help="a kind: grm_pipeline YAML config")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.add_argument("--run-dir", help="run folder (default: the config's run_dir)")
 
     def run(args: argparse.Namespace) -> int:
-        data = yaml.safe_load(Path(args.config).read_text())
-        if args.out:
-            data["out"] = args.out
-        result = run_pipeline(GRMPipelineConfig.model_validate(data))
-        print(f"report: {Path(result['adapted']).parent / 'voc.md'}")
+        from robo_reward.config import load_any
+
+        overrides = [*args.set, *([f"run_dir={args.run_dir}"] if args.run_dir else [])]
+        cfg = load_any(args.config, overrides, expect="grm_pipeline")
+        assert isinstance(cfg, GRMPipelineConfig)
+        result = run_pipeline(cfg)
+        print(f"report: {result['report']}")
         return 0
 
     p.set_defaults(func=run)

@@ -138,6 +138,7 @@ class LoggingConfig(_Strict):
 class ExperimentConfig(_Strict):
     """One experiment: env, reward design, agent, budget, seeds, evaluation and logging."""
 
+    kind: Literal["experiment"] = "experiment"
     name: str = "experiment"
     env: EnvConfig
     reward: RewardConfig = Field(default_factory=RewardConfig)
@@ -298,7 +299,48 @@ def validate(model: type[M], data: Mapping[str, Any], source: str) -> M:
         raise _explain(exc, source, model) from None
 
 
+CONFIG_KINDS: dict[str, str] = {
+    "experiment": "robo_reward.config:ExperimentConfig",
+    "grm_pipeline": "robo_reward.agents.dopamine_grm:GRMPipelineConfig",
+}
+
+
+def register_config_kind(kind: str, target: str) -> None:
+    """Add a config kind (a pipeline's schema, ``"module:Model"``) that :func:`load_any` validates against."""
+    if ":" not in target:
+        raise ValueError(f"config kind target {target!r} must look like 'package.module:ModelName'")
+    CONFIG_KINDS[kind] = target
+
+
+def config_model(kind: str, source: str = "<config>") -> type[BaseModel]:
+    """The schema registered for ``kind`` (imported now)."""
+    if kind not in CONFIG_KINDS:
+        hint = difflib.get_close_matches(str(kind), CONFIG_KINDS, n=1)
+        raise ConfigError(f"{source}: kind: {kind!r} is not a config kind"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                          + f"; known kinds: {', '.join(sorted(CONFIG_KINDS))}")
+    module, _, attr = CONFIG_KINDS[kind].partition(":")
+    import importlib
+
+    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+
+
+def load_any(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = (),
+             expect: str | None = None) -> BaseModel:
+    """Read, override and validate a config of any kind (its ``kind:`` field; default ``experiment``).
+
+    :param expect: the kind the calling command runs; a config of another kind is an error naming both.
+    """
+    data, source = load_config_data(path, overrides)
+    kind = str(data.get("kind", "experiment"))
+    if expect is not None and kind != expect:
+        raise ConfigError(f"{source} is a '{kind}' config but this command runs '{expect}' configs; "
+                          f"use the command for '{kind}' configs or set kind: {expect}")
+    return validate(config_model(kind, source), data, source)
+
+
 def load_config(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> ExperimentConfig:
     """Read (resolving ``base:``), override and validate an experiment config."""
-    data, source = load_config_data(path, overrides)
-    return validate(ExperimentConfig, data, source)
+    cfg = load_any(path, overrides, expect="experiment")
+    assert isinstance(cfg, ExperimentConfig)
+    return cfg

@@ -1,4 +1,4 @@
-"""Every config in configs/ validates against its schema and names registered envs and rewards."""
+"""Every YAML under configs/ loads through the one config loader, and the loader's inheritance and errors."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import pytest
 import yaml
 
 import robo_reward  # noqa: F401  (registers the package's envs)
-from robo_reward.config import load_config
+from robo_reward.config import ConfigError, ExperimentConfig, load_any, load_config, read_config_data
 from robo_reward.runner import build_design
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = sorted(p for p in (ROOT / "configs").rglob("*.yaml") if "robots" not in p.parts)
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 def _artefacts(node: object) -> list[str]:
@@ -26,21 +26,74 @@ def _artefacts(node: object) -> list[str]:
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[str(p.relative_to(ROOT / "configs")) for p in CONFIGS])
-def test_config_validates(path: Path) -> None:
-    data = yaml.safe_load(path.read_text())
-    if "train_variants" in data:
-        from robo_reward.agents.dopamine_grm import GRMPipelineConfig
+def test_every_config_loads(path: Path) -> None:
+    if "robots" in path.parts:
+        from robo_reward.hardware.profile import load_profile
 
-        cfg = GRMPipelineConfig.model_validate(data)
-        gym.spec(cfg.env_id)
+        load_profile(path)
         return
-    if "demos" in data and "env_id" in data:  # `robo-reward gail train` configs (robo_reward.agents.gail)
-        from robo_reward.agents.gail import config_from_mapping
-
-        gym.spec(config_from_mapping(data).env_id)
+    cfg = load_any(path)
+    if not isinstance(cfg, ExperimentConfig):
+        gym.spec(cfg.env_id)  # type: ignore[attr-defined]
         return
-    cfg = load_config(path)
     gym.spec(cfg.env.id)
-    missing = [p for p in _artefacts(data.get("reward", {})) if not (ROOT / p).exists()]
+    missing = [p for p in _artefacts(cfg.reward.model_dump()) if not (ROOT / p).exists()]
     if not missing:
         build_design(cfg.reward)
+
+
+def test_variants_hold_only_what_differs() -> None:
+    """A config with a base: repeats none of its base's top-level sections verbatim."""
+    for path in CONFIGS:
+        raw = yaml.safe_load(path.read_text()) or {}
+        if "base" not in raw:
+            continue
+        parent = read_config_data(path.parent / raw["base"])
+        same = [k for k, v in raw.items() if k != "base" and parent.get(k) == v]
+        assert not same, f"{path.relative_to(ROOT)} repeats {same} from its base"
+
+
+def _write(tmp_path: Path, name: str, data: dict) -> Path:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_base_deep_merges_and_replaces_lists(tmp_path: Path) -> None:
+    _write(tmp_path, "parent.yaml", {"name": "p", "env": {"id": "CartPole-v1", "n_envs": 2},
+                                     "agent": {"kwargs": {"n_steps": 64, "gamma": 0.9}}, "seeds": [0, 1, 2]})
+    (tmp_path / "sub").mkdir()
+    child = _write(tmp_path / "sub", "child.yaml", {"base": "../parent.yaml", "name": "c",
+                                                    "agent": {"kwargs": {"gamma": 0.95}}, "seeds": [7]})
+    cfg = load_config(child, ["env.n_envs=3"])
+    assert (cfg.name, cfg.env.id, cfg.env.n_envs) == ("c", "CartPole-v1", 3)
+    assert cfg.agent.kwargs == {"n_steps": 64, "gamma": 0.95}
+    assert cfg.seeds == [7]
+    grandchild = _write(tmp_path / "sub", "gc.yaml", {"base": "child.yaml", "seed": 4})
+    assert load_config(grandchild).agent.kwargs["gamma"] == 0.95
+
+
+def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
+    loop = _write(tmp_path, "loop.yaml", {"base": "loop.yaml"})
+    with pytest.raises(ConfigError, match="inherits from itself"):
+        load_config(loop)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(_write(tmp_path, "orphan.yaml", {"base": "missing.yaml"}))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nenv: {id: CartPole-v1\nagent: 3\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml:\d+:\d+: YAML syntax error"):
+        load_config(bad)
+    ok = _write(tmp_path, "ok.yaml", {"env": {"id": "CartPole-v1"}, "seeds": [0, 1]})
+    with pytest.raises(ConfigError, match="unknown key 'agent.algoo'.*did you mean 'algo'"):
+        load_config(ok, ["agent.algoo=PPO"])
+    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+        load_config(ok, ["agent.algo"])
+    with pytest.raises(ConfigError, match="does not lead to a settable field"):
+        load_config(ok, ["seeds.9=1"])
+    with pytest.raises(ConfigError, match="kind: 'grm_pipline' is not a config kind.*did you mean 'grm_pipeline'"):
+        load_any(_write(tmp_path, "kind.yaml", {"kind": "grm_pipline"}))
+    grm = _write(tmp_path, "grm.yaml", {"kind": "grm_pipeline", "train_variants": {"a": {}}, "heldout_variant": {}})
+    with pytest.raises(ConfigError, match="is a 'grm_pipeline' config but this command runs 'experiment'"):
+        load_config(grm)
+    with pytest.raises(ConfigError, match="unknown key 'pretrain.stepz'"):
+        load_any(grm, ["pretrain.stepz=3"])

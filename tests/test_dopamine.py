@@ -367,28 +367,33 @@ def test_grm_pipeline_runs_caches_and_feeds_the_reward(tmp_path) -> None:
     cfg = {"env_id": "robo_reward/Push-v0", "cameras": list(CAMS), "image_size": 24,
            "train_variants": {"default": {}}, "heldout_variant": {"object_color": "purple"},
            "demos_per_variant": 2, "heldout_eval_demos": 1, "pretrain": {"steps": 20, "batch_size": 8},
-           "adapt": {"steps": 10, "batch_size": 8}, "out": str(tmp_path / "grm"), "max_pairs": 50}
+           "adapt": {"steps": 10, "batch_size": 8}, "run_dir": str(tmp_path / "elsewhere"), "max_pairs": 50}
     path = tmp_path / "grm.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    assert main(["dopamine-grm", str(path)]) == 0
+    path.write_text(yaml.safe_dump({"kind": "grm_pipeline", **cfg}))
     out = tmp_path / "grm"
-    for f in ("grm_pretrained.pt", "grm_adapted.pt", "voc.md", "voc.json"):
+    args = ["dopamine-grm", str(path), "--run-dir", str(out), "--set", "adapt.batch_size=4"]
+    assert main(args) == 0
+    assert not (tmp_path / "elsewhere").exists(), "--run-dir overrides the config's run_dir"
+    for f in ("config.yaml", "checkpoints/grm_pretrained.pt", "checkpoints/grm_adapted.pt", "voc.csv", "report.md",
+              "pretrain.csv", "curves.png"):
         assert (out / f).exists(), f
-    stamp = (out / "grm_adapted.pt").stat().st_mtime_ns
-    assert main(["dopamine-grm", str(path)]) == 0
-    assert (out / "grm_adapted.pt").stat().st_mtime_ns == stamp, "a finished stage is not redone"
-    first = json.loads((out / "voc.json").read_text())
-    (out / "grm_adapted.pt").unlink()
-    assert main(["dopamine-grm", str(path)]) == 0
-    assert json.loads((out / "voc.json").read_text()) == first, "adapting after a cached pretrain gives the same GRM"
+    assert yaml.safe_load((out / "config.yaml").read_text())["adapt"]["batch_size"] == 4, "--set reaches the run"
+    adapted = out / "checkpoints" / "grm_adapted.pt"
+    stamp = adapted.stat().st_mtime_ns
+    assert main(args) == 0
+    assert adapted.stat().st_mtime_ns == stamp, "a finished stage is not redone"
+    first = (out / "voc.csv").read_text()
+    adapted.unlink()
+    assert main(args) == 0
+    assert (out / "voc.csv").read_text() == first, "adapting after a cached pretrain gives the same GRM"
 
-    grm = LearnedGRM.load(str(out / "grm_adapted.pt"))
-    reloaded = LearnedGRM.load(str(out / "grm_adapted.pt"))
+    grm = LearnedGRM.load(str(adapted))
+    reloaded = LearnedGRM.load(str(adapted))
     views = {c: np.random.default_rng(0).integers(0, 255, (3, 24, 24, 3), dtype=np.uint8) for c in CAMS}
     emb = grm.embed_states(views)
     np.testing.assert_array_equal(emb, reloaded.embed_states(views))
     reference = out / "minari" / "robo_reward" / "dopamine" / "heldout-reference-v0"
-    reward = DopamineReward(cameras=CAMS, model={"name": "grm", "checkpoint": str(out / "grm_adapted.pt")},
+    reward = DopamineReward(cameras=CAMS, model={"name": "grm", "checkpoint": str(adapted)},
                             reference={"dataset": str(reference)})
 
     def make():
