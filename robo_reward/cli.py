@@ -4,6 +4,7 @@
     robo-reward train --resume RUN_DIR
     robo-reward bench CONFIG [CONFIG ...] --seeds N [--jobs J] [--out DIR]
     robo-reward eval RUN_DIR [--episodes N]
+    robo-reward audit CONFIG_OR_RUN_DIR [--set audit.episodes=20] [--out DIR]
     robo-reward envs | rewards
     robo-reward perf [--env HalfCheetah-v5] [--n-envs 1 8]
 
@@ -71,6 +72,20 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit(args: argparse.Namespace) -> int:
+    from robo_reward.audit import run_audit
+    from robo_reward.config import load_config
+
+    target = Path(args.target)
+    run_dir = target if target.is_dir() else None
+    cfg = load_config(target / "config.yaml" if run_dir else target, args.set)
+    out = Path(args.out) if args.out else (run_dir / "audit" if run_dir else Path(cfg.output_dir) / "audit" / cfg.name)
+    table = run_audit(cfg, out, run_dir=run_dir)
+    print(table.to_string(index=False))
+    print(f"report: {out / 'audit.md'}")
+    return 0
+
+
 def _envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
@@ -133,6 +148,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int)
     p.set_defaults(func=_eval)
+
+    p = sub.add_parser("audit", help="correlate each reward term with true progress under several behaviours")
+    p.add_argument("target", help="an experiment config, or a run folder (adds its policy at every checkpoint)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config field (e.g. audit.episodes=20, audit.behaviours=[random])")
+    p.add_argument("--out", help="audit folder (default: RUN_DIR/audit, or runs/audit/<name>)")
+    p.set_defaults(func=_audit)
 
     sub.add_parser("envs", help="list the robo_reward/ envs").set_defaults(func=_envs)
     sub.add_parser("rewards", help="list registered rewards").set_defaults(func=_rewards)

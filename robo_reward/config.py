@@ -135,6 +135,17 @@ class LoggingConfig(_Strict):
     progress: bool = True
 
 
+class AuditConfig(_Strict):
+    """What ``robo-reward audit`` rolls out (:mod:`robo_reward.audit`)."""
+
+    behaviours: list[Literal["random", "expert", "policy"]] = Field(
+        default_factory=lambda: ["random", "expert", "policy"])
+    expert: str | None = None  # "module:function" building a scripted expert, f(env, noise=, seed=)
+    expert_noise: list[float] = Field(default_factory=lambda: [0.0, 0.3])
+    episodes: int = Field(10, ge=1)
+    seed: int = 12_345
+
+
 class ExperimentConfig(_Strict):
     """One experiment: env, reward design, agent, budget, seeds, evaluation and logging."""
 
@@ -148,6 +159,7 @@ class ExperimentConfig(_Strict):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2])
     eval: EvalConfig = Field(default_factory=EvalConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     output_dir: str = "runs"
 
     def dump(self) -> str:

@@ -32,11 +32,19 @@ _REGISTRY: dict[str, str] = {
     "process_delta": "robo_reward.shaping:ProcessRewardDelta",
     "goal_distance": "robo_reward.potentials:GoalDistanceReward",
     "mlp": "robo_reward.models:MLPReward",
+    "info_value": "robo_reward.testing:InfoReward",
     "dopamine": "robo_reward.methods.dopamine:DopamineReward",
     "gail": "robo_reward.methods.gail.reward:GAILReward",
     "byol_explore": "robo_reward.methods.curiosity.byol:BYOLExplore",
     "byol_hindsight": "robo_reward.methods.curiosity.byol:BYOLHindsight",
     "rnd": "robo_reward.methods.curiosity.rnd:RND",
+    "oni_retrieval": "robo_reward.methods.oni:ONIRetrieval",
+    "oni_classification": "robo_reward.methods.oni:ONIClassification",
+    "oni_ranking": "robo_reward.methods.oni:ONIRanking",
+    "carl": "robo_reward.methods.carl:CarlReward",
+    "aux_reward": "robo_reward.methods.barfi:AuxReward",
+    "aux_potential": "robo_reward.methods.barfi:AuxPotentialShaping",
+    "barfi_blend": "robo_reward.methods.barfi:BlendedReward",
 }
 _entry_points_loaded = False
 
