@@ -25,7 +25,6 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-
 M = TypeVar("M", bound=BaseModel)
 
 

@@ -84,16 +84,16 @@ def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"bad\.yaml:\d+:\d+: YAML syntax error"):
         load_config(bad)
     ok = _write(tmp_path, "ok.yaml", {"env": {"id": "CartPole-v1"}, "seeds": [0, 1]})
-    with pytest.raises(ConfigError, match="unknown key 'agent.algoo'.*did you mean 'algo'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'agent.algoo'.*did you mean 'algo'"):
         load_config(ok, ["agent.algoo=PPO"])
-    with pytest.raises(ConfigError, match="must look like key.sub=value"):
+    with pytest.raises(ConfigError, match=r"must look like key.sub=value"):
         load_config(ok, ["agent.algo"])
-    with pytest.raises(ConfigError, match="does not lead to a settable field"):
+    with pytest.raises(ConfigError, match=r"does not lead to a settable field"):
         load_config(ok, ["seeds.9=1"])
-    with pytest.raises(ConfigError, match="kind: 'grm_pipline' is not a config kind.*did you mean 'grm_pipeline'"):
+    with pytest.raises(ConfigError, match=r"kind: 'grm_pipline' is not a config kind.*did you mean 'grm_pipeline'"):
         load_any(_write(tmp_path, "kind.yaml", {"kind": "grm_pipline"}))
     grm = _write(tmp_path, "grm.yaml", {"kind": "grm_pipeline", "train_variants": {"a": {}}, "heldout_variant": {}})
-    with pytest.raises(ConfigError, match="is a 'grm_pipeline' config but this command runs 'experiment'"):
+    with pytest.raises(ConfigError, match=r"is a 'grm_pipeline' config but this command runs 'experiment'"):
         load_config(grm)
-    with pytest.raises(ConfigError, match="unknown key 'pretrain.stepz'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'pretrain.stepz'"):
         load_any(grm, ["pretrain.stepz=3"])
