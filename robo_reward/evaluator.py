@@ -26,8 +26,39 @@ def reward_record(reward: Reward | str | Mapping[str, Any]) -> Any:
     return reward
 
 
+class _Learner:
+    """One online-learning term of the reward, with the batches queued for its next update (at most ``every``)."""
+
+    __slots__ = ("reward", "label", "every", "pending", "steps")
+
+    def __init__(self, reward: Reward, label: str) -> None:
+        every = reward.update_every
+        if not isinstance(every, int | np.integer) or isinstance(every, bool) or every < 1:
+            raise ValueError(f"reward term '{reward.name}' ({type(reward).__name__}) has update_every={every!r}; "
+                             "use a positive number of vector steps, or None for a term that never learns online")
+        self.reward, self.label, self.every = reward, label, int(every)
+        self.pending: deque[TransitionBatch] = deque(maxlen=self.every)
+        self.steps = 0
+
+    @property
+    def due(self) -> bool:
+        return self.steps >= self.every
+
+    def update(self) -> dict[str, float]:
+        batch = TransitionBatch.concat(list(self.pending))
+        self.pending.clear()
+        self.steps = 0
+        return self.reward.update(batch)
+
+
 class RewardEvaluator:
     """Evaluates ``reward`` on batches of transitions from ``num_envs`` envs.
+
+    Every term that learns online (:meth:`Reward.learners`: RND, BYOL or a GAIL discriminator, alone or inside
+    a sum, a normaliser or beside a shaping term) keeps its own schedule: it is due every ``update_every`` vector
+    steps and is updated on the batches evaluated since its last update. Batches are queued only while some
+    term will learn from them, and at most ``update_every`` of them per term (the newest), so memory stays
+    bounded even when nobody runs the updates.
 
     :param reward: a :class:`Reward`, a registry name or a ``{"name": ..., ...}`` spec.
     :param extrinsic_weight: weight of the env's own reward in what the agent is paid (0 replaces it).
@@ -39,10 +70,8 @@ class RewardEvaluator:
         self.reward = build_reward(reward)
         self.extrinsic_weight = float(extrinsic_weight)
         self.checkpoint = checkpoint
-        self._pending: deque[TransitionBatch] = deque()
-        self.steps_since_update = 0
+        self.learners: list[_Learner] = []
         self.num_updates = 0
-        self._wants_update = False
 
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         self.reward.bind(observation_space, action_space, num_envs)
@@ -50,9 +79,9 @@ class RewardEvaluator:
             from robo_reward.checkpoint import load_reward_state
 
             load_reward_state(self.reward, self.checkpoint)
-        every = self.reward.update_every
-        self._pending = deque(maxlen=every) if every else deque(maxlen=1)
-        self._wants_update = self.reward.wants_update
+        found = self.reward.learners()
+        labels = [""] if found == [self.reward] else _unique_labels([r.name for r in found])
+        self.learners = [_Learner(r, label) for r, label in zip(found, labels, strict=True)]
 
     def reset(self, obs: Obs, env_mask: np.ndarray) -> None:
         self.reward.reset(obs, np.asarray(env_mask, dtype=bool))
@@ -66,22 +95,49 @@ class RewardEvaluator:
         terms.update(out.terms)
         result = RewardOutput(total, terms)
         check_finite(result)
-        if self._wants_update:
-            self._pending.append(batch)
-            self.steps_since_update += 1
+        for learner in self.learners:
+            learner.pending.append(batch)
+            learner.steps += 1
         return result
+
+    def skip_step(self, term_keys: list[str]) -> RewardOutput:
+        """A vector step without transitions (every env resetting): counts toward the schedules, calls no reward."""
+        for learner in self.learners:
+            learner.steps += 1
+        empty = np.zeros(0)
+        return RewardOutput(empty, {key: empty for key in term_keys})
 
     @property
     def update_due(self) -> bool:
-        every = self.reward.update_every
-        return bool(every) and self.steps_since_update >= every  # type: ignore[operator]
+        """Whether some learned term has reached its ``update_every``."""
+        return any(learner.steps >= learner.every for learner in self.learners)
 
-    def run_update(self) -> dict[str, float]:
-        """Run ``reward.update`` on the transitions queued since the last update; returns its metrics."""
-        if not self._pending:
-            return {}
-        batch = TransitionBatch.concat(list(self._pending))
-        self._pending.clear()
-        self.steps_since_update = 0
-        self.num_updates += 1
-        return self.reward.update(batch)
+    @property
+    def pending_rows(self) -> int:
+        """Transitions held for future updates (each queued batch counted once, however many terms share it)."""
+        unique = {id(b): b.num for learner in self.learners for b in learner.pending}
+        return sum(unique.values())
+
+    def run_update(self, *, all_pending: bool = False) -> dict[str, float]:
+        """Update each learned term that is due (``all_pending``: each with queued batches); returns the metrics.
+
+        Metrics of a term inside a composite are prefixed with its name (``rnd/loss``).
+        """
+        metrics: dict[str, float] = {}
+        for learner in self.learners:
+            if learner.pending and (all_pending or learner.due):
+                prefix = f"{learner.label}/" if learner.label else ""
+                metrics.update({prefix + k: v for k, v in learner.update().items()})
+                self.num_updates += 1
+        return metrics
+
+
+def _unique_labels(names: list[str]) -> list[str]:
+    labels: list[str] = []
+    for name in names:
+        label, k = name, 1
+        while label in labels:
+            k += 1
+            label = f"{name}_{k}"
+        labels.append(label)
+    return labels

@@ -11,7 +11,8 @@ Lifecycle, as the adapters in :mod:`robo_reward.wrappers` and :mod:`robo_reward.
 2. ``set_discount(gamma)`` once the learner is known (potential shaping must use the learner's gamma).
 3. ``reset(obs, env_mask)`` when episodes begin in the masked envs.
 4. ``evaluate(batch)`` (or ``batch -> __call__``) once per vector step for all envs.
-5. ``update(batch)`` every ``update_every`` vector steps, for rewards that learn online.
+5. ``update(batch)`` every ``update_every`` vector steps, for rewards that learn online; inside a composite each
+   learned term keeps its own schedule (:meth:`Reward.learners`).
 6. ``relabel(batch)`` to recompute rewards of stored, out-of-order transitions (replay-buffer relabelling).
 7. ``state_dict()`` / ``load_state_dict()`` to save and load with the run.
 """
@@ -224,6 +225,17 @@ class Reward(abc.ABC):
     @property
     def wants_update(self) -> bool:
         return self.update_every is not None or any(c.wants_update for c in self.children())
+
+    def learners(self) -> list[Reward]:
+        """The rewards in this tree that learn online, each to be updated on its own ``update_every``.
+
+        These are the topmost nodes with ``update_every`` set: a composite without one (a sum, a normaliser) is
+        transparent, so composition never changes when a learned term updates; a node that sets one owns its
+        subtree's updates through its :meth:`update`.
+        """
+        if self.update_every is not None:
+            return [self]
+        return [learner for child in self.children() for learner in child.learners()]
 
     def relabel(self, batch: TransitionBatch) -> np.ndarray:
         """Recompute rewards for stored transitions in any order (replay relabelling, historical patching)."""

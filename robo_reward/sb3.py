@@ -6,8 +6,8 @@
 * :class:`RelabelingReplayBuffer` / :class:`RelabelingDictReplayBuffer` (SAC, TD3, DQN) store the env's own reward
   untouched and recompute the designed reward of every sampled transition with the current model ("historical
   patching", Blonde et al., arXiv 2006.16785), so rewards learned online are never stale.
-* :class:`RewardCallback` hands the learner's gamma to the reward, logs each term's per-episode sum, and runs the
-  reward's online ``update`` on the schedule the reward asks for.
+* :class:`RewardCallback` hands the learner's gamma to the reward, logs each term's per-episode sum, and runs
+  each learned term's online ``update`` on its own ``update_every``.
 
 Rewards are never added to PPO's advantages in a callback: SB3 computes returns and advantages before
 ``on_rollout_end`` and never recomputes them.
@@ -299,8 +299,9 @@ class RewardCallback(BaseCallback):
     On training start it passes ``model.gamma`` to the reward (a shaping term configured with another gamma
     raises) and attaches the reward to a relabelling replay buffer. Every step it sums each ``reward/<term>`` per
     episode; at each episode end it records the sums (``reward/<term>`` means in the SB3 logger) and appends them
-    to :attr:`episodes`, with the env's ``is_success`` and ``progress`` at the last step where it reports them. When the reward asks for it (``update_every``), it runs the reward's online update and
-    logs the metrics under ``reward_update/``.
+    to :attr:`episodes`, with the env's ``is_success`` and ``progress`` at the last step where it reports them.
+    Each term that learns online (alone or inside a composite) is updated every ``update_every`` steps of its
+    own; the metrics go to ``reward_update/`` (``reward_update/<term>/<metric>`` for a nested term).
     """
 
     def __init__(self, verbose: int = 0) -> None:

@@ -109,14 +109,15 @@ class RewardVectorWrapper(VectorWrapper):
     """Pays a robo_reward reward in a Gymnasium ``VectorEnv``, honouring its ``autoreset_mode``.
 
     * NEXT_STEP (Gymnasium's default): the step after an episode ends is a reset step with a dummy action. It is
-      not a transition: it is paid 0, no reward or model sees it, and per-env reward state restarts from its
+      not a transition: it is paid 0, no reward or model sees it (a step where every env resets calls no reward
+      at all, though it still counts toward the update schedule), and per-env reward state restarts from its
       observation.
     * SAME_STEP: s' of a finished episode comes from ``info["final_obs"]``; reward state restarts from the
       returned (reset) observation.
     * DISABLED: the caller resets finished envs with ``reset(options={"reset_mask": mask})``.
 
-    Online rewards update every ``reward.update_every`` vector steps (``auto_update=False`` leaves it to the caller
-    through :meth:`update_reward`).
+    Each learned term updates every ``update_every`` vector steps of its own, wherever it sits in the reward
+    (``auto_update=False`` leaves it to the caller through :meth:`update_reward`).
     """
 
     def __init__(self, env: VectorEnv, reward: Reward | str | Mapping[str, Any], *, extrinsic_weight: float = 1.0,
@@ -133,6 +134,7 @@ class RewardVectorWrapper(VectorWrapper):
         if gamma is not None:
             self.reward.set_discount(gamma)
         self.auto_update = auto_update
+        self._term_keys: list[str] = []
         self._obs: Any = None
         self._autoreset = np.zeros(env.num_envs, dtype=bool)
 
@@ -176,7 +178,11 @@ class RewardVectorWrapper(VectorWrapper):
             infos=_rows_from_vector_info(infos, n) if self.reward.needs_infos else (),
         )
         all_valid = bool(valid.all())
-        out = self.evaluator.step(batch if all_valid else batch.select(valid))
+        if valid.any():
+            out = self.evaluator.step(batch if all_valid else batch.select(valid))
+            self._term_keys = list(out.terms)
+        else:
+            out = self.evaluator.skip_step(self._term_keys)
         if self.auto_update and self.evaluator.update_due:
             self.evaluator.run_update()
         total = self._scatter(out.total, valid, all_valid)
@@ -202,5 +208,5 @@ class RewardVectorWrapper(VectorWrapper):
         return full
 
     def update_reward(self) -> dict[str, float]:
-        """Run the reward's online update on the transitions queued so far."""
-        return self.evaluator.run_update()
+        """Update every learned term of the reward on the transitions queued for it so far."""
+        return self.evaluator.run_update(all_pending=True)
