@@ -20,7 +20,9 @@ Observations are one flat ``uint8`` vector for MLPs and SB3's ``MlpPolicy``: the
 
 Every step's ``info`` holds ``agent_pos``, ``coverage`` (cells visited this episode / cells reachable),
 ``tv_pressed`` (the remote was pressed), ``tv_in_view`` (the TV cell is visible after the step) and
-``tv_noise`` (noise was shown this step), so exploration benchmarks can measure coverage and time spent on the TV.
+``tv_noise`` (noise was shown this step), and the episode so far as fractions of its steps: ``tv_fraction`` (noise
+shown), ``pressed_fraction`` (remote pressed) and ``in_view_fraction`` (TV in view). At an episode's last step these
+are the episode's metrics, which ``eval.info_metrics`` reads (coverage and time spent on the TV).
 
 >>> import gymnasium as gym, robo_reward
 >>> env = gym.make("robo_reward/NoisyTVOnDemand-v0")
@@ -130,6 +132,7 @@ class NoisyTVEnv(MiniGridEnv):
         self._noise = None
         obs: np.ndarray = super().reset(seed=seed, options=options)[0]
         self._visited = {tuple(self.agent_pos)}
+        self._counts = np.zeros(3, dtype=np.int64)
         in_view = self.tv_visible()
         if self.tv == "cell" and in_view:
             obs = self._retune()
@@ -148,6 +151,7 @@ class NoisyTVEnv(MiniGridEnv):
         in_view = self.tv_visible()
         if self.tv == "cell" and in_view:
             obs, noise = self._retune(), True
+        self._counts += (noise, pressed, in_view)
         return obs, float(reward), terminated, truncated, self._info(pressed, in_view, noise)
 
     def _retune(self) -> np.ndarray:
@@ -155,6 +159,8 @@ class NoisyTVEnv(MiniGridEnv):
         return self.gen_obs()
 
     def _info(self, pressed: bool, in_view: bool, noise: bool) -> dict[str, Any]:
+        tv, press, view = self._counts / max(1, self.step_count)
         return {"agent_pos": tuple(int(v) for v in self.agent_pos), "coverage": len(self._visited) / self.num_reachable,
-                "tv_pressed": pressed, "tv_in_view": in_view, "tv_noise": noise}
+                "tv_pressed": pressed, "tv_in_view": in_view, "tv_noise": noise,
+                "tv_fraction": float(tv), "pressed_fraction": float(press), "in_view_fraction": float(view)}
 
