@@ -14,6 +14,9 @@ id                            task                                        max_ep
 MiniGrid exploration tasks with a noisy TV (``robo_reward/NoisyTVOnDemand-v0``, ``NoisyTVCell-v0``,
 ``NoisyTVControl-v0``) for curiosity research: see :mod:`robo_reward.envs.noisy_tv`.
 
+NetHack tasks that expose message text for ONI (``robo_reward/NetHackScore-v0``, ``NetHackStaircase-v0``,
+``NetHackOracle-v0``, ``NetHackStaircaseLvl3-v0``, ``NetHackStaircaseLvl4-v0``): see :mod:`robo_reward.envs.nethack`.
+
 Headless rendering: MuJoCo picks its GL backend from ``MUJOCO_GL`` when ``mujoco`` is first imported. This
 module sets ``MUJOCO_GL=egl`` if it is unset and MuJoCo is not yet loaded (EGL renders offscreen without a
 display; ``MUJOCO_GL=osmesa`` also works where Debian's ``libosmesa6`` is installed). Import ``robo_reward``
@@ -40,6 +43,7 @@ def register_envs() -> None:
     """Register every task with Gymnasium (called by ``import robo_reward`` through its plugin entry point)."""
     import gymnasium
 
+    from robo_reward.envs.nethack import register as register_nethack
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
 
     for name, (entry_point, max_steps) in TASKS.items():
@@ -47,3 +51,4 @@ def register_envs() -> None:
         if env_id not in gymnasium.registry:
             gymnasium.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
     register_noisy_tv()
+    register_nethack()
