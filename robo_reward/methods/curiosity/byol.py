@@ -78,7 +78,7 @@ class BYOLExplore(IntrinsicReward):
     :param update_every: vector steps between updates (match PPO's ``n_steps``).
     :param epochs: passes over the collected transitions per update. With PPO's 1024-transition rollouts, 2
         passes (16 gradient steps per update) left Hindsight's reconstructor undertrained on the rare TV frames:
-        their error stayed 3-5x the rest and two of five seeds were captured (benchmarks/results/noisy_tv).
+        their error stayed 3-5x the rest and two of five seeds were captured (benchmarks/noisy_tv/published).
     :param chunk_len: scored rows per training window. :param chunk_batch: windows per gradient step.
     :param normalize: apply the EMA normaliser and max(., 0) prioritisation. :param norm_decay: its EMA decay.
     :param seed: seeds the weights, the training order and (Hindsight) the generator noise.

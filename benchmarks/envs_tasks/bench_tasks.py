@@ -1,9 +1,10 @@
-"""Benchmarks of the tabletop tasks: env throughput, scripted-expert success, SB3 on sparse-reward Reach.
+"""Measurements of the tabletop tasks themselves (no training): env throughput and scripted-expert success.
 
-    python -m robo_reward.envs.bench_tasks --out benchmarks            # full run (~30-40 min on 2 busy cores)
-    python -m robo_reward.envs.bench_tasks --out /tmp/b --quick        # minutes, for a smoke test
+    python benchmarks/envs_tasks/bench_tasks.py --out benchmarks/envs_tasks     # full run (minutes)
+    python benchmarks/envs_tasks/bench_tasks.py --out /tmp/b --quick            # a smoke test
 
-Writes ``envs_tasks_throughput.csv``, ``envs_tasks_experts.csv``, ``envs_tasks_rl.csv`` (learning curves) and a
+RL on the tasks is benchmarked by ``robo-reward bench`` over configs (``configs/envs_tasks/``), not here.
+Writes ``envs_tasks_throughput.csv``, ``envs_tasks_experts.csv`` and a
 summary ``envs_tasks.md`` into ``--out``, rewriting the summary after every measurement so a long run leaves
 partial results. Throughput is random-action stepping of one env in one process (MuJoCo physics plus, in pixel
 mode, software EGL rendering); the machine's load average is recorded next to each number because shared
@@ -78,71 +79,6 @@ def expert_success(env_id: str, episodes: int, noise: float) -> dict[str, Any]:
     }
 
 
-def evaluate(model: Any, env_id: str, episodes: int, seed: int) -> float:
-    """Success rate of a deterministic SB3 policy over seeded episodes."""
-    env = gym.make(env_id)
-    wins = 0
-    for i in range(episodes):
-        obs, _ = env.reset(seed=seed + i)
-        done = False
-        while not done:
-            action, _ = model.predict(obs, deterministic=True)
-            obs, _, terminated, truncated, info = env.step(action)
-            done = terminated or truncated
-        wins += bool(info["is_success"])
-    env.close()
-    return wins / episodes
-
-
-def random_success(env_id: str, episodes: int, seed: int) -> float:
-    """Success rate of uniformly random actions (the floor for normalised scores)."""
-    env = gym.make(env_id)
-    env.action_space.seed(seed)
-    wins = 0
-    for i in range(episodes):
-        env.reset(seed=seed + i)
-        done = False
-        while not done:
-            *_, terminated, truncated, info = env.step(env.action_space.sample())
-            done = terminated or truncated
-        wins += bool(info["is_success"])
-    env.close()
-    return wins / episodes
-
-
-def train_reach(algo: str, seed: int, budget: int, evals: int, eval_episodes: int, log: Any) -> float:
-    """Train SB3 ``algo`` on sparse-reward Reach (state obs) for ``budget`` steps; log success at checkpoints."""
-    import torch
-    from stable_baselines3 import PPO, SAC
-    from stable_baselines3.common.env_util import make_vec_env
-
-    torch.set_num_threads(1)
-    env_id = "robo_reward/Reach-v0"
-    if algo == "PPO":
-        model: Any = PPO("MlpPolicy", make_vec_env(env_id, n_envs=4, seed=seed), seed=seed, device="cpu")
-    elif algo == "SAC":
-        model = SAC("MlpPolicy", gym.make(env_id), seed=seed, learning_starts=1000, device="cpu")
-    else:
-        raise ValueError(f"algo={algo!r} must be PPO or SAC")
-    chunk = budget // evals
-    success = 0.0
-    start = time.perf_counter()
-    for k in range(1, evals + 1):
-        model.learn(chunk, reset_num_timesteps=False)
-        success = evaluate(model, env_id, eval_episodes, seed=10_000)
-        log(
-            {
-                "algo": algo,
-                "seed": seed,
-                "steps": k * chunk,
-                "success": success,
-                "wall_s": round(time.perf_counter() - start, 1),
-            }
-        )
-    model.get_env().close()
-    return success
-
-
 def _number(text: str) -> Any:
     for kind in (int, float):
         try:
@@ -158,7 +94,7 @@ class Report:
     def __init__(self, out: Path, argv: dict[str, Any], keep: Sequence[str]) -> None:
         self.out = out
         out.mkdir(parents=True, exist_ok=True)
-        self.rows: dict[str, list[dict[str, Any]]] = {"throughput": [], "experts": [], "rl": []}
+        self.rows: dict[str, list[dict[str, Any]]] = {"throughput": [], "experts": []}
         self.argv = argv
         for name in self.rows:
             path = out / f"envs_tasks_{name}.csv"
@@ -184,7 +120,7 @@ class Report:
         lines = [
             "# Tabletop task benchmarks",
             "",
-            f"Written by `python -m robo_reward.envs.bench_tasks` with {self.argv}. Machine: {platform.processor() or platform.machine()}, "
+            f"Written by `python benchmarks/envs_tasks/bench_tasks.py` with {self.argv}. Machine: {platform.processor() or platform.machine()}, "
             f"{len(os.sched_getaffinity(0))} cores available to the process, MUJOCO_GL={os.environ.get('MUJOCO_GL')}, "
             f"software EGL; the machine was shared with other jobs (load averages below). Sections named in "
             "`skip` were kept from the previous run's CSV files.",
@@ -217,55 +153,20 @@ class Report:
                     f"{r['mean_length']:.1f} | {r['max_length']} |"
                 )
             lines.append("")
-        if self.rows["rl"]:
-            lines += [
-                "## SB3 on `robo_reward/Reach-v0` with the sparse success reward (state observations)",
-                "",
-                "Success of the deterministic policy on seeded evaluation episodes after each budget "
-                "checkpoint; default SB3 hyperparameters (PPO: 4 envs), CPU, one torch thread.",
-                "",
-                "| algo | seed | steps | success | wall s |",
-                "|---|---|---|---|---|",
-            ]
-            for r in self.rows["rl"]:
-                lines.append(
-                    f"| {r['algo']} | {r['seed']} | {r['steps']} | {r['success']:.2f} | {r['wall_s']} |"
-                )
-            finals: dict[str, list[float]] = {}
-            last = {}
-            for r in self.rows["rl"]:
-                last[(r["algo"], r["seed"])] = r
-            for (algo, _), r in last.items():
-                finals.setdefault(f"{algo} @ {r['steps']} steps", []).append(r["success"])
-            lines += [
-                "",
-                "Final success, mean over seeds: "
-                + "; ".join(
-                    f"{k}: {np.mean(v):.2f} (n={len(v)}, min {min(v):.2f}, max {max(v):.2f})"
-                    for k, v in finals.items()
-                ),
-            ]
-            lines.append("")
         (self.out / "envs_tasks.md").write_text("\n".join(lines))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--out", type=Path, default=Path("benchmarks"))
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     p.add_argument("--quick", action="store_true", help="tiny budgets, for a smoke test")
-    p.add_argument("--skip", nargs="*", default=[], choices=["throughput", "experts", "rl"])
+    p.add_argument("--skip", nargs="*", default=[], choices=["throughput", "experts"])
     p.add_argument("--steps", type=int, default=1500, help="timed steps per throughput measurement")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--expert-episodes", type=int, default=100)
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--ppo-budget", type=int, default=200_000)
-    p.add_argument("--sac-budget", type=int, default=20_000)
-    p.add_argument("--evals", type=int, default=5, help="evaluation checkpoints per RL run")
-    p.add_argument("--eval-episodes", type=int, default=50)
     a = p.parse_args(argv)
     if a.quick:
-        a.steps, a.repeats, a.expert_episodes, a.seeds = 200, 1, 10, 1
-        a.ppo_budget, a.sac_budget, a.evals, a.eval_episodes = 4096, 1200, 1, 10
+        a.steps, a.repeats, a.expert_episodes = 200, 1, 10
     report = Report(a.out, {k: v for k, v in vars(a).items() if k != "out"}, keep=a.skip)
 
     if "throughput" not in a.skip:
@@ -278,12 +179,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             for noise in (0.0, 0.1, 0.3):
                 row = expert_success(f"robo_reward/{task}-v0", a.expert_episodes, noise)
                 report.add("experts", {"task": task, "noise": noise, "episodes": a.expert_episodes, **row})
-    if "rl" not in a.skip:
-        rnd = random_success("robo_reward/Reach-v0", a.eval_episodes * 2, seed=10_000)
-        report.add("rl", {"algo": "random", "seed": 0, "steps": 0, "success": rnd, "wall_s": 0})
-        for algo, budget in (("PPO", a.ppo_budget), ("SAC", a.sac_budget)):
-            for seed in range(a.seeds):
-                train_reach(algo, seed, budget, a.evals, a.eval_episodes, lambda row: report.add("rl", row))
     return 0
 
 

@@ -11,7 +11,7 @@ ROS 1 (rospy, TCPROS).
 
 Both clocks are CLOCK_MONOTONIC of the same machine, so times compare across processes.
 
-    python benchmarks/ros_latency.py --seconds 60 --runs 3 --middleware ros2 ros1
+    python benchmarks/ros_latency/ros_latency.py --seconds 60 --runs 3 --middleware ros2 ros1
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def one_run(seed: int, seconds: float, rate: float, work: Path, middleware: str) -> dict:
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=50.0)
     parser.add_argument("--middleware", nargs="+", default=["ros2"], choices=["ros2", "ros1"])
     parser.add_argument("--work", type=Path, default=Path("/tmp/ros_latency"))
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/ros_latency")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/ros_latency/ros_latency")
     args = parser.parse_args()
     from robo_reward.hardware.testing import ros_unavailable_reason
 
