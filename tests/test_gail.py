@@ -61,6 +61,66 @@ def test_penalty_is_differentiable_in_the_critic_parameters():
     assert torch.allclose(w.grad, 20 * 2 * torch.tensor([2.0, 2.0, 1.0]) / 3, atol=1e-4)
 
 
+class LinearStandIn(torch.nn.Module):
+    """The spec's deterministic stand-in for ``D``: ``logits = bias + [s, a] @ w`` (so ``||grad D|| = ||w||``)."""
+
+    def __init__(self, w: torch.Tensor, bias: float = 0.0) -> None:
+        super().__init__()
+        self.w, self.bias = torch.nn.Parameter(w), torch.nn.Parameter(torch.tensor(bias))
+
+    def forward(self, s: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        return self.bias + torch.cat([s, a], dim=1) @ self.w
+
+
+def gail_with_linear_d(norm: float, bias: float = 0.0, **kwargs) -> GAILReward:
+    """A GAILReward with its paper defaults whose ``D`` (inputs as ``update`` feeds them) is linear of norm ``norm``."""
+    reward = GAILReward(expert=gaussian_batch(256, 0.0, 0.5, seed=1), seed=0, **kwargs)
+    w = torch.randn(4, generator=torch.Generator().manual_seed(0))
+    object.__setattr__(reward.discriminator, "logits", LinearStandIn(w / w.norm() * norm, bias))  # not a submodule
+    return reward
+
+
+@pytest.mark.parametrize(("norm", "one_sided_penalty"), [(3.0, 40.0), (1.5, 2.5), (0.5, 0.0), (1.0, 0.0)])
+def test_gail_reward_applies_the_papers_one_sided_penalty_by_default(norm, one_sided_penalty):
+    """k = 1, lambda = 10, one-sided: 10 (3 - 1)^2 = 40 and 10 (1.5 - 1)^2 = 2.5; 0 within k, where the two-sided
+    form would charge 10 (0.5 - 1)^2 = 2.5."""
+    policy = gaussian_batch(256, 2.0, -0.5, seed=2)
+    metrics = gail_with_linear_d(norm).update(policy)
+    assert metrics["grad_norm"] == pytest.approx(norm, rel=1e-4)
+    assert metrics["penalty"] == pytest.approx(one_sided_penalty, rel=1e-4, abs=1e-6)
+    two_sided = gail_with_linear_d(norm, penalty_one_sided=False).update(policy)
+    assert two_sided["penalty"] == pytest.approx(10.0 * (norm - 1.0) ** 2, rel=1e-4, abs=1e-6)
+
+
+def test_gail_reward_paper_defaults():
+    """specs/lipschitz_gail.md: wgan points, one-sided, k = 1, lambda = 10, expert labels U(0.7, 1.2), policy 0,
+    entropy 1e-3, minimax reward, D 100-100 with spectral and layer norm, lr 5e-4, batch 64, k_f = 9."""
+    reward = GAILReward(expert=gaussian_batch(256, 0.0, 0.5, seed=1), precondition=True)
+    assert (reward.penalty, reward.penalty_one_sided, reward.penalty_k, reward.penalty_weight) == ("wgan", True, 1.0, 10.0)
+    assert reward.label_range == (0.7, 1.2) and reward.entropy_coef == 1e-3 and reward.reward_form == "minimax"
+    assert reward.batch_size == 64 and reward.optimizer.param_groups[0]["lr"] == 5e-4
+    linears = [m for m in reward.discriminator.modules() if isinstance(m, torch.nn.Linear)]
+    assert [m.out_features for m in linears] == [100, 100, 1]
+    assert sum(isinstance(m, torch.nn.LayerNorm) for m in reward.discriminator.modules()) == 2
+    assert all(torch.nn.utils.parametrize.is_parametrized(m) for m in linears)
+    assert reward.multiplier is not None and reward.multiplier.k_f == 9.0
+
+
+def test_gail_reward_trains_on_smoothed_expert_labels_and_zero_policy_labels():
+    """With a constant logit c, BCE(policy, 0) + BCE(expert, t) = 2 softplus(c) - c mean(t): the targets the update
+    really uses average 0.95 (U(0.7, 1.2) on expert rows, exactly 0 on policy rows); the loss subtracts 1e-3 H."""
+    c = 2.0
+    reward = gail_with_linear_d(0.0, bias=c)
+    policy = gaussian_batch(256, 2.0, -0.5, seed=2)
+    mean_targets = []
+    for _ in range(40):
+        m = reward.update(policy)
+        mean_targets.append((2 * np.log1p(np.exp(c)) - m["bce"]) / c)
+        assert m["loss"] == pytest.approx(m["bce"] + m["penalty"] - 1e-3 * m["entropy"], rel=1e-5)
+    assert np.mean(mean_targets) == pytest.approx(0.95, abs=0.01)
+    assert 0.5 / np.sqrt(12 * 64) * 0.5 < np.std(mean_targets) < 0.5 / np.sqrt(12 * 64) * 2  # drawn anew, 64 rows
+
+
 def test_interpolation_draws_separate_coefficients_for_state_and_action():
     n = 256
     s_i, a_i = interpolate(torch.zeros(n, 1), torch.zeros(n, 1), torch.ones(n, 1), torch.ones(n, 1),
