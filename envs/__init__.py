@@ -17,6 +17,9 @@ MiniGrid exploration tasks with a noisy TV (``robo_reward/NoisyTVOnDemand-v0``, 
 NetHack tasks that expose message text for ONI (``robo_reward/NetHackScore-v0``, ``NetHackStaircase-v0``,
 ``NetHackOracle-v0``, ``NetHackStaircaseLvl3-v0``, ``NetHackStaircaseLvl4-v0``): see :mod:`robo_reward.envs.nethack`.
 
+Route-driving tasks for CaRL (``robo_reward/DrivingRoute-v0``, ``LineRoute-v0``): see
+:mod:`robo_reward.envs.driving`.
+
 Headless rendering: MuJoCo picks its GL backend from ``MUJOCO_GL`` when ``mujoco`` is first imported. This
 module sets ``MUJOCO_GL=egl`` if it is unset and MuJoCo is not yet loaded (EGL renders offscreen without a
 display; ``MUJOCO_GL=osmesa`` also works where Debian's ``libosmesa6`` is installed). Import ``robo_reward``
@@ -44,6 +47,7 @@ def register_envs() -> None:
     import gymnasium
 
     from robo_reward.envs.nethack import register as register_nethack
+    from robo_reward.envs.driving import register as register_driving
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
 
     for name, (entry_point, max_steps) in TASKS.items():
@@ -51,4 +55,5 @@ def register_envs() -> None:
         if env_id not in gymnasium.registry:
             gymnasium.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
     register_noisy_tv()
+    register_driving()
     register_nethack()

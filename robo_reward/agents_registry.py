@@ -45,3 +45,15 @@ def is_off_policy(name: str) -> bool:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     return name in OFF_POLICY or issubclass(resolve_algo(name), OffPolicyAlgorithm)
+
+def resolve_policy(name: str) -> Any:
+    """A policy given as an SB3 alias (``MlpPolicy``) or a ``"module:Class"`` path (for custom policies, e.g.
+    ``robo_reward.agents.beta_policy:BetaPolicy``); aliases pass through for the algorithm to resolve."""
+    if ":" not in name:
+        return name
+    module, _, attr = name.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise ValueError(f"agent.policy {name!r} does not name an importable class ({exc}); give an SB3 alias "
+                         "such as MlpPolicy or 'package.module:PolicyClass'") from None

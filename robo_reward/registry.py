@@ -38,6 +38,7 @@ _REGISTRY: dict[str, str] = {
     "byol_explore": "robo_reward.methods.curiosity.byol:BYOLExplore",
     "byol_hindsight": "robo_reward.methods.curiosity.byol:BYOLHindsight",
     "rnd": "robo_reward.methods.curiosity.rnd:RND",
+    "carl": "robo_reward.methods.carl:CarlReward",
     "oni_retrieval": "robo_reward.methods.oni:ONIRetrieval",
     "oni_classification": "robo_reward.methods.oni:ONIClassification",
     "oni_ranking": "robo_reward.methods.oni:ONIRanking",

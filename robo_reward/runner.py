@@ -38,7 +38,7 @@ from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
-from robo_reward.agents_registry import is_off_policy, resolve_algo
+from robo_reward.agents_registry import is_off_policy, resolve_algo, resolve_policy
 from robo_reward.checkpoint import atomic_write, load_reward_state, save_reward
 from robo_reward.config import EVAL_COLUMNS, EnvConfig, ExperimentConfig, RewardConfig, load_config
 from robo_reward.protocol import Reward
@@ -192,7 +192,8 @@ class TrainingRun:
         venv = self._build_env()
         self.observation_space = venv.observation_space
         algo = resolve_algo(self.cfg.agent.algo)
-        self.model = algo(self.cfg.agent.policy, venv, seed=self.seed, verbose=0, **self._agent_kwargs())
+        self.model = algo(resolve_policy(self.cfg.agent.policy), venv, seed=self.seed, verbose=0,
+                          **self._agent_kwargs())
         if self.cfg.agent.warm_start is not None:
             self._warm_start(self.model)
         self._configure_logging(self.model)
