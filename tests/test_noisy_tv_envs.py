@@ -105,6 +105,27 @@ def test_coverage_counts_visited_over_reachable_cells() -> None:
     assert info["coverage"] == pytest.approx(4 / 104)
 
 
+@pytest.mark.parametrize("tv", ["on_demand", "cell", "none"])
+def test_episode_fractions_are_counted_per_episode(tv: str) -> None:
+    env = NoisyTVEnv(tv, max_steps=40)
+    rng = np.random.default_rng(0)
+    for episode in range(2):  # the second episode starts its counts afresh
+        _, info = env.reset(seed=episode)
+        assert (info["tv_fraction"], info["pressed_fraction"], info["in_view_fraction"]) == (0.0, 0.0, 0.0)
+        flags, done = [], False
+        while not done:
+            action = REMOTE_ACTION if rng.random() < 0.3 else int(rng.integers(0, 3))
+            _, _, terminated, truncated, info = env.step(action)
+            flags.append((info["tv_noise"], info["tv_pressed"], info["tv_in_view"]))
+            done = terminated or truncated
+        expected = np.mean(flags, axis=0)
+        got = (info["tv_fraction"], info["pressed_fraction"], info["in_view_fraction"])
+        np.testing.assert_allclose(got, expected)
+        assert len(flags) == 40 and 0 < expected[1] < 1
+    if tv == "none":
+        assert info["tv_fraction"] == 0.0
+
+
 def test_goal_terminates_with_minigrid_reward_and_time_limit_truncates() -> None:
     env = NoisyTVEnv("none", room_size=3, max_steps=50)
     env.reset(seed=0)
