@@ -10,6 +10,8 @@ import importlib
 import importlib.metadata
 from typing import Any
 
+from robo_reward.errors import UnknownNameError, UserError, did_you_mean
+
 ENTRY_POINT_GROUP = "robo_reward.agents"
 
 ALGOS: dict[str, str] = {
@@ -22,6 +24,8 @@ ALGOS: dict[str, str] = {
     "TQC": "sb3_contrib:TQC",
     "CrossQ": "sb3_contrib:CrossQ",
     "RecurrentPPO": "sb3_contrib:RecurrentPPO",
+    "DeformPAM": "robo_reward.agents.deformpam:DeformPAM",
+    "BARFI": "robo_reward.agents.barfi:BARFI",
 }
 OFF_POLICY = {"SAC", "TD3", "DDPG", "DQN", "TQC", "CrossQ"}
 
@@ -32,19 +36,46 @@ def algo_names() -> list[str]:
     return sorted(ALGOS)
 
 
-def resolve_algo(name: str) -> Any:
-    """The learner class registered as ``name``."""
+def check_algo(name: str) -> None:
+    """Raise :class:`UnknownNameError` (a KeyError) unless ``name`` is registered; imports nothing."""
     names = algo_names()
     if name not in ALGOS:
-        raise KeyError(f"unknown agent algo '{name}'; available: {', '.join(names)}")
-    module, _, attr = ALGOS[name].partition(":")
+        raise UnknownNameError(f"unknown agent.algo {name!r}{did_you_mean(name, names)}; set agent.algo to one of "
+                               f"{', '.join(names)}, or register a trainer in the {ENTRY_POINT_GROUP!r} entry-point "
+                               "group")
+
+
+BACKENDS: dict[str, str] = {"rllib": "robo_reward.agents.rllib:train"}
+PERF_BACKENDS: dict[str, str] = {"rllib": "robo_reward.agents.rllib:scaling_benchmark"}
+
+
+def resolve_backend(name: str, table: dict[str, str] = BACKENDS) -> Any:
+    """The ``train(cfg, run_dir, seed=, progress=)`` of a non-SB3 training backend (``agent.backend``), or the
+    entry of another backend table (``PERF_BACKENDS``)."""
+    if name not in table:
+        raise KeyError(f"unknown agent.backend '{name}'; available: sb3, {', '.join(sorted(table))}")
+    module, _, attr = table[name].partition(":")
     return getattr(importlib.import_module(module), attr)
+
+
+def resolve_algo(name: str) -> Any:
+    """The learner class registered as ``name``."""
+    check_algo(name)
+    module, _, attr = ALGOS[name].partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except ModuleNotFoundError as exc:
+        if exc.name is None or not module.startswith(exc.name):
+            raise
+        raise UserError(f"agent.algo {name!r} comes from {module!r}, which is not installed; install it "
+                        f"(pip install {exc.name.replace('_', '-')}) or choose another agent.algo") from exc
 
 
 def is_off_policy(name: str) -> bool:
     from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
     return name in OFF_POLICY or issubclass(resolve_algo(name), OffPolicyAlgorithm)
+
 
 def resolve_policy(name: str) -> Any:
     """A policy given as an SB3 alias (``MlpPolicy``) or a ``"module:Class"`` path (for custom policies, e.g.

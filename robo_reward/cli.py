@@ -1,15 +1,21 @@
 """``robo-reward``: train, benchmark, evaluate, and list envs and rewards.
 
     robo-reward train CONFIG [--set key=value ...] [--seed N] [--run-dir DIR]
-    robo-reward train --resume RUN_DIR
+    robo-reward train --resume RUN_DIR [--set key=value ...]
     robo-reward bench CONFIG [CONFIG ...] --seeds N [--jobs J] [--out DIR]
-    robo-reward eval RUN_DIR [--episodes N]
+    robo-reward eval RUN_DIR [--episodes N] [--checkpoint step_N] [--set key=value ...]
     robo-reward audit CONFIG_OR_RUN_DIR [--set audit.episodes=20] [--out DIR]
     robo-reward envs | rewards
     robo-reward perf [--env HalfCheetah-v5] [--n-envs 1 8]
 
 Other packages (and robo_reward's own envs/hardware parts) add subcommands through the ``robo_reward.commands``
-entry-point group: each entry point is ``add_command(subparsers)`` and sets ``func`` on its parser.
+entry-point group: each entry point is ``add_command(subparsers)`` and sets ``func`` on its parser; they load
+only when the command line names one of them (or asks for help), so the core commands start fast.
+
+A user's mistake (a :class:`robo_reward.errors.UserError`, which includes ``ConfigError``, or a known library
+error: a reward that does not fit the env's spaces, a file that does not exist, an unregistered Gymnasium id, a
+plugin's pydantic validation) prints one message naming the problem and the fix and exits 2. ``--debug``, before
+or after the command, shows the traceback as well. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -19,23 +25,45 @@ import importlib.metadata
 import json
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")
 
 
+def _preflight(cfg: Any) -> None:
+    """Name an unknown env id or agent algo before torch and SB3 load (seconds saved on every typo)."""
+    from robo_reward.agents_registry import check_algo
+    from robo_reward.errors import check_env_id
+
+    check_env_id(cfg.env.id)
+    check_algo(cfg.agent.algo)
+
+
 def _train(args: argparse.Namespace) -> int:
     from robo_reward.config import load_config
-    from robo_reward.runner import default_run_dir, resume, train
+    from robo_reward.errors import UserError, run_config_path
 
     if args.resume:
-        summary = resume(args.resume, progress=not args.no_progress)
+        given = [f for f, v in (("CONFIG", args.config), ("--seed", args.seed), ("--run-dir", args.run_dir)) if v]
+        if given:
+            raise UserError(f"train --resume continues {args.resume} with its own config.yaml, seed and folder, so "
+                            f"{' and '.join(given)} cannot be given with it; drop them (change the config with --set)")
+        run_config_path(args.resume)
+        from robo_reward.runner import resume
+
+        summary = resume(args.resume, progress=not args.no_progress, overrides=args.set)
         run_dir = Path(args.resume)
     else:
         if not args.config:
-            raise SystemExit("robo-reward train: give a CONFIG file (or --resume RUN_DIR)")
+            raise UserError("give a CONFIG file to train from (robo-reward train configs/quickstart/"
+                            "reach_shaped.yaml), or --resume RUN_DIR to continue a run")
         cfg = load_config(args.config, args.set)
+        _preflight(cfg)
+        from robo_reward.runner import default_run_dir, train
+
         seed = cfg.seed if args.seed is None else args.seed
         run_dir = Path(args.run_dir) if args.run_dir else default_run_dir(cfg, seed)
         summary = train(cfg, run_dir, seed=seed, progress=not args.no_progress)
@@ -49,6 +77,8 @@ def _bench(args: argparse.Namespace) -> int:
     from robo_reward.config import load_config
 
     designs = [load_config(c, args.set) for c in args.configs]
+    for design in designs:
+        _preflight(design)
     out = Path(args.out or Path(designs[0].output_dir) / "bench" / "-".join(d.name for d in designs))
     table = run_bench(designs, out, seeds=args.seeds, jobs=args.jobs or default_jobs(),
                       progress=not args.no_progress)
@@ -59,13 +89,16 @@ def _bench(args: argparse.Namespace) -> int:
 
 def _eval(args: argparse.Namespace) -> int:
     from robo_reward.config import load_config
-    from robo_reward.runner import TrainingRun
+    from robo_reward.errors import run_config_path
 
-    cfg = load_config(Path(args.run_dir) / "config.yaml")
+    cfg = load_config(run_config_path(args.run_dir), args.set)
     if args.episodes:
         cfg.eval.episodes = args.episodes
+    _preflight(cfg)
+    from robo_reward.runner import TrainingRun
+
     run = TrainingRun(cfg, args.run_dir, progress=False)
-    run.restore()
+    run.restore(checkpoint=args.checkpoint)
     row = run.evaluate()
     (Path(args.run_dir) / "eval_final.json").write_text(json.dumps(row, indent=2))
     print(json.dumps(row, indent=2))
@@ -113,17 +146,29 @@ def _rewards(args: argparse.Namespace) -> int:
 
 
 def _perf(args: argparse.Namespace) -> int:
+    if args.rllib:
+        from robo_reward.agents_registry import PERF_BACKENDS, resolve_backend
+        from robo_reward.config import load_config
+
+        cfg = load_config(args.rllib, args.set)
+        scaling = resolve_backend("rllib", PERF_BACKENDS)(cfg, args.runners, steps=args.steps,
+                                                          repeats=args.repeats, out=args.out)
+        print(scaling.to_string(index=False))
+        print(f"report: {Path(args.out) / 'rllib_scaling.md'}")
+        return 0
     from robo_reward.perf import run_perf
 
     table = run_perf(args.env, tuple(args.n_envs), steps=args.steps, repeats=args.repeats, out=args.out,
-                     learn_steps=args.learn_steps)
+                     learn_steps=args.learn_steps, reward=args.reward)
     print(table.to_string(index=False))
     print(f"report: {Path(args.out) / 'perf.md'}")
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``robo-reward`` parser; plugin commands are added unless ``argv`` names a core command."""
     parser = argparse.ArgumentParser(prog="robo-reward", description="Reward design for robot learning.")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error, too")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one agent with a reward design")
@@ -147,6 +192,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a run's latest agent on the env's own reward")
     p.add_argument("run_dir")
     p.add_argument("--episodes", type=int)
+    p.add_argument("--checkpoint", metavar="step_N", help="a checkpoint folder instead of the newest")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the run's config.yaml (e.g. eval.env_kwargs.obs_mode=state)")
     p.set_defaults(func=_eval)
 
     p = sub.add_parser("audit", help="correlate each reward term with true progress under several behaviours")
@@ -165,22 +213,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=4000)
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--learn-steps", type=int, default=0, help="also time PPO training for this many env steps")
+    p.add_argument("--reward", help="time this registered reward instead of the MLP rewards (e.g. carl)")
+    p.add_argument("--rllib", metavar="CONFIG", help="instead: RLlib env-runner scaling of CONFIG's env and reward")
+    p.add_argument("--runners", type=int, nargs="+", default=[1, 2], help="env-runner counts for --rllib")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of --rllib's CONFIG")
     p.add_argument("--out", default="benchmarks/perf")
     p.set_defaults(func=_perf)
 
-    for ep in importlib.metadata.entry_points(group="robo_reward.commands"):
-        ep.load()(sub)
+    command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None
+    if command not in sub.choices:
+        for ep in importlib.metadata.entry_points(group="robo_reward.commands"):
+            ep.load()(sub)
+    for command_parser in sub.choices.values():
+        command_parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                    help="show the traceback of an error, too")
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    from robo_reward.config import ConfigError
+def user_message(exc: BaseException) -> str | None:
+    """The message to print for an exception that is the user's mistake; None for a bug (keep the traceback)."""
+    from robo_reward.errors import UserError
+    from robo_reward.protocol import SpaceMismatchError
 
-    args = build_parser().parse_args(argv)
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, str) else None
+    if isinstance(exc, (UserError, SpaceMismatchError)):
+        return str(exc)
+    if isinstance(exc, FileNotFoundError):
+        if exc.filename is None:
+            return str(exc)
+        return f"{exc.filename} does not exist ({exc.strerror}); check the path"
+    pydantic = sys.modules.get("pydantic")
+    if pydantic is not None and isinstance(exc, pydantic.ValidationError):
+        lines = [f"invalid {exc.title}:"]
+        for err in exc.errors():
+            lines.append(f"  {'.'.join(str(p) for p in err['loc']) or '<top level>'}: {err['msg']} "
+                         f"(got {err.get('input')!r})")
+        return "\n".join(lines)
+    gym_error = getattr(sys.modules.get("gymnasium"), "error", None)
+    if gym_error is not None and isinstance(exc, (gym_error.UnregisteredEnv, gym_error.DeprecatedEnv,
+                                                  gym_error.DependencyNotInstalled)):
+        return f"{exc}; `robo-reward envs` lists robo_reward's tasks"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; a user's mistake prints its message and returns 2 (``--debug`` adds the traceback)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except ConfigError as exc:
-        print(f"robo-reward: {exc}", file=sys.stderr)
+    except (Exception, SystemExit) as exc:
+        message = user_message(exc)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exception(exc)
+        prefix = "" if message.startswith("robo-reward") else f"robo-reward {args.command}: "
+        print(prefix + message, file=sys.stderr)
         return 2
 
 

@@ -25,10 +25,12 @@ from typing import Any, Literal, TypeVar, get_args
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from robo_reward.errors import UserError
+
 M = TypeVar("M", bound=BaseModel)
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config file or override that does not validate; the message names each bad key."""
 
 
@@ -103,6 +105,8 @@ class AgentConfig(_Strict):
     relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
     torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
     warm_start: WarmStartConfig | None = None  # behaviour cloning on demos before RL (PPO/A2C, Box actions)
+    backend: Literal["sb3", "rllib"] = "sb3"  # rllib: Ray RLlib's PPO (robo_reward.agents.rllib; the ray extra)
+    rllib: dict[str, Any] = Field(default_factory=dict)  # num_env_runners, num_cpus, other AlgorithmConfig keys
 
 
 class BudgetConfig(_Strict):

@@ -17,11 +17,15 @@ A checkpoint folder is written completely before ``latest`` points at it, so a r
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
+import pickle
 import shutil
+import sys
 import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,9 +43,17 @@ from stable_baselines3.common.utils import set_random_seed
 from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from robo_reward.agents_registry import is_off_policy, resolve_algo, resolve_policy
-from robo_reward.checkpoint import atomic_write, load_reward_state, save_reward
-from robo_reward.config import EVAL_COLUMNS, EnvConfig, ExperimentConfig, RewardConfig, load_config
-from robo_reward.protocol import Reward
+from robo_reward.checkpoint import UNREADABLE, atomic_write, load_reward_state, save_reward
+from robo_reward.config import EVAL_COLUMNS, ConfigError, EnvConfig, ExperimentConfig, RewardConfig, load_config
+from robo_reward.errors import (
+    CheckpointError,
+    RunFolderError,
+    UserError,
+    check_env_id,
+    did_you_mean,
+    run_config_path,
+)
+from robo_reward.protocol import Reward, SpaceMismatchError
 from robo_reward.registry import build_reward
 from robo_reward.sb3 import (
     RelabelingDictReplayBuffer,
@@ -81,10 +93,21 @@ def _has_success(env: gym.Env) -> bool:
 
 
 def make_vec(cfg: EnvConfig, seed: int, n_envs: int | None = None) -> VecEnv:
-    """``n_envs`` copies of the configured env (monitored, seeded); no reward design, no key selection."""
+    """``n_envs`` copies of the configured env (monitored, seeded); no reward design, no key selection.
+
+    An unknown ``env.id`` or an ``env.kwargs`` key the env does not take is a :class:`ConfigError`.
+    """
+    check_env_id(cfg.id)
     n = n_envs or cfg.n_envs
     fns = [make_env_fn(cfg, seed, i) for i in range(n)]
-    venv: VecEnv = SubprocVecEnv(fns, start_method="spawn") if cfg.vec_env == "subproc" and n > 1 else DummyVecEnv(fns)
+    try:
+        venv: VecEnv = (SubprocVecEnv(fns, start_method="spawn") if cfg.vec_env == "subproc" and n > 1
+                        else DummyVecEnv(fns))
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        raise ConfigError(f"env {cfg.id!r} cannot be built with env.kwargs {cfg.kwargs}: {exc}; fix env.kwargs "
+                          "(or the kwargs of env.wrappers) to the env's parameters") from exc
     venv.seed(seed)
     return venv
 
@@ -98,11 +121,50 @@ def build_design(cfg: RewardConfig) -> Reward | None:
         term = dict(term)
         weights.append(float(term.pop("weight", 1.0)))
         specs.append(term)
+    rewards = [_build_term(i, spec) for i, spec in enumerate(specs)]
     if len(specs) == 1 and weights[0] == 1.0:
-        return build_reward(specs[0])
+        return rewards[0]
     from robo_reward.shaping import WeightedSum
 
-    return WeightedSum([build_reward(s) for s in specs], weights=weights)
+    return WeightedSum(rewards, weights=weights)
+
+
+def _build_term(index: int, spec: dict[str, Any]) -> Reward:
+    try:
+        return build_reward(spec)
+    except UserError:
+        raise
+    except (TypeError, ValueError, KeyError) as exc:
+        message = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+        raise ConfigError(f"reward.terms[{index}] ({spec.get('name')!r}) cannot be built: {message}; fix that "
+                          "term's keys in the config (`robo-reward rewards` lists the registered rewards)") from exc
+
+
+def _check_agent_kwargs(name: str, algo: type, kwargs: dict[str, Any]) -> None:
+    """Name an ``agent.kwargs`` key the algorithm does not take before SB3 raises a bare TypeError."""
+    owned = {"policy": "agent.policy", "env": "env:", "seed": "seed: (or --seed)", "verbose": "the runner (0)"}
+    for key in kwargs:
+        if key in owned:
+            raise ConfigError(f"agent.kwargs.{key} is set by {owned[key]}, not agent.kwargs; remove it")
+    params = inspect.signature(algo).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    valid = sorted(k for k in params if k not in owned and not k.startswith("_"))
+    for key in kwargs:
+        if key not in params:
+            raise ConfigError(f"agent.kwargs.{key} is not a parameter of {name}{did_you_mean(key, valid)}; "
+                              f"valid: {', '.join(valid)}")
+
+
+class _UnloadableCheckpoint(CheckpointError):
+    """One checkpoint folder of the run could not be loaded (:meth:`TrainingRun.restore` may try the previous)."""
+
+
+def _step_of(folder: Path) -> int:
+    try:
+        return int(folder.name.removeprefix("step_"))
+    except ValueError:
+        return -1
 
 
 class _Metrics:
@@ -147,8 +209,13 @@ class TrainingRun:
         venv = make_vec(self.cfg.env, self.seed)
         self.reward = build_design(self.cfg.reward)
         if self.reward is not None:
-            venv = RewardVecEnvWrapper(venv, self.reward, extrinsic_weight=self.cfg.reward.extrinsic_weight,
-                                       checkpoint=self.cfg.reward.checkpoint)
+            try:
+                venv = RewardVecEnvWrapper(venv, self.reward, extrinsic_weight=self.cfg.reward.extrinsic_weight,
+                                           checkpoint=self.cfg.reward.checkpoint)
+            except SpaceMismatchError as exc:
+                venv.close()
+                raise ConfigError(f"reward.terms do not fit env {self.cfg.env.id!r}: {exc}; change the term's "
+                                  "kwargs (e.g. indices into the observation) or env.id") from exc
         return self._policy_view(venv)
 
     def _policy_view(self, venv: VecEnv) -> VecEnv:
@@ -163,7 +230,7 @@ class TrainingRun:
         if is_off_policy(self.cfg.agent.algo) and self.reward is not None and relabel is not False:
             if not (self.reward.stateless and not self.reward.needs_infos):
                 if relabel:
-                    raise ValueError(f"agent.relabel=true but reward '{self.reward.name}' cannot be recomputed for "
+                    raise ConfigError(f"agent.relabel=true but reward '{self.reward.name}' cannot be recomputed for "
                                      "stored transitions (it is stateful or reads infos); set agent.relabel: false")
             else:
                 dict_obs = isinstance(self.observation_space, gym.spaces.Dict)
@@ -178,25 +245,39 @@ class TrainingRun:
 
             mode = os.environ.setdefault("WANDB_MODE", "offline")
             if mode not in ("online", "offline", "disabled", "shared"):
-                raise ValueError(f"WANDB_MODE={mode!r}; use online, offline, disabled or shared")
+                raise UserError(f"WANDB_MODE={mode!r}; set it to online, offline, disabled or shared")
             self._wandb = wandb.init(project=self.cfg.logging.wandb_project, dir=str(self.run_dir),
                                      name=f"{self.cfg.name}-s{self.seed}", config=self.cfg.model_dump(mode="json"),
                                      mode=mode, reinit="finish_previous")  # type: ignore[arg-type]
 
     def setup(self) -> None:
-        """Create the run folder and a fresh agent."""
+        """Build env, reward and a fresh agent, then create the run folder (a config that cannot be built leaves
+        no folder behind); a mistake in the config is a :class:`ConfigError` naming the key."""
         torch.set_num_threads(self.cfg.agent.torch_threads)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.dump()))
         set_random_seed(self.seed)
         venv = self._build_env()
         self.observation_space = venv.observation_space
-        algo = resolve_algo(self.cfg.agent.algo)
-        self.model = algo(resolve_policy(self.cfg.agent.policy), venv, seed=self.seed, verbose=0,
-                          **self._agent_kwargs())
+        self.model = self._make_agent(venv)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.dump()))
         if self.cfg.agent.warm_start is not None:
             self._warm_start(self.model)
         self._configure_logging(self.model)
+
+    def _make_agent(self, venv: VecEnv) -> BaseAlgorithm:
+        agent = self.cfg.agent
+        algo = resolve_algo(agent.algo)
+        _check_agent_kwargs(agent.algo, algo, agent.kwargs)
+        kwargs = self._agent_kwargs()
+        try:
+            return algo(resolve_policy(agent.policy), venv, seed=self.seed, verbose=0, **kwargs)
+        except (TypeError, ValueError, AssertionError) as exc:
+            if isinstance(exc, UserError):
+                raise
+            venv.close()
+            raise ConfigError(f"agent {agent.algo} (policy {agent.policy!r}) cannot be built on env "
+                              f"{self.cfg.env.id!r} with agent.kwargs {agent.kwargs}: {type(exc).__name__}: {exc}; "
+                              "fix agent.algo, agent.policy or agent.kwargs") from exc
 
     def _warm_start(self, model: BaseAlgorithm) -> None:
         from robo_reward.datasets import load_demos
@@ -216,14 +297,23 @@ class TrainingRun:
     def checkpoint_root(self) -> Path:
         return self.run_dir / "checkpoints"
 
-    def latest_checkpoint(self) -> Path | None:
+    def checkpoints(self) -> list[Path]:
+        """The complete checkpoint folders (``step_N/`` holding a ``state.json``), newest first: the one
+        ``checkpoints/latest`` names, then the others by step."""
+        complete = sorted((p for p in self.checkpoint_root.glob("step_*") if (p / "state.json").is_file()),
+                          key=_step_of, reverse=True)
         pointer = self.checkpoint_root / "latest"
-        if not pointer.exists():
-            return None
-        path = self.checkpoint_root / pointer.read_text().strip()
-        return path if (path / "state.json").exists() else None
+        named = self.checkpoint_root / pointer.read_text().strip() if pointer.is_file() else None
+        return sorted(complete, key=lambda p: p != named)
+
+    def latest_checkpoint(self) -> Path | None:
+        """The newest complete checkpoint folder, or None."""
+        found = self.checkpoints()
+        return found[0] if found else None
 
     def save_checkpoint(self) -> Path:
+        """Write ``checkpoints/step_N/`` completely, point ``latest`` at it, and keep the previous complete one
+        (so a checkpoint damaged after writing still leaves one to resume from); older ones are deleted."""
         assert self.model is not None
         step = int(self.model.num_timesteps)
         folder = self.checkpoint_root / f"step_{step}"
@@ -237,38 +327,102 @@ class TrainingRun:
             self.model.save_replay_buffer(folder / "replay_buffer.pkl")  # type: ignore[attr-defined]
         state = {"timesteps": step, "wall_time": self.wall_time, "seed": self.seed, **self.metrics.state(),
                  "reward_episodes": len(self.reward_callback.episodes) if self.reward_callback else 0}
-        (folder / "state.json").write_text(json.dumps(state))
-        previous = self.latest_checkpoint()
+        atomic_write(folder / "state.json", lambda tmp: Path(tmp).write_text(json.dumps(state)))
         atomic_write(self.checkpoint_root / "latest", lambda tmp: Path(tmp).write_text(folder.name))
-        if previous is not None and previous != folder:
-            shutil.rmtree(previous, ignore_errors=True)
+        keep = {p.name for p in self.checkpoints()[:2]}
+        for old in self.checkpoint_root.glob("step_*"):
+            if old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
         self.metrics.write(self.run_dir)
         return folder
 
-    def restore(self) -> int:
-        """Load the newest complete checkpoint of ``run_dir``; returns the env steps it had done."""
-        folder = self.latest_checkpoint()
-        if folder is None:
-            raise FileNotFoundError(f"{self.run_dir} has no complete checkpoint to resume from")
+    def restore(self, *, checkpoint: str | None = None, fallback: bool = False) -> int:
+        """Load the newest complete checkpoint of ``run_dir`` (or the one named); returns the env steps it had done.
+
+        A checkpoint that cannot be loaded (truncated, corrupt, or from another config) is a
+        :class:`CheckpointError`. With ``fallback`` (``train --resume``) the previous complete checkpoint is
+        loaded instead; the run says so on stderr, points ``latest`` at it and keeps the unreadable folder as
+        ``checkpoints/unreadable-step_N``.
+
+        :param checkpoint: a checkpoint folder name (``step_N``) instead of the newest.
+        :param fallback: on a checkpoint that cannot be loaded, try the previous complete ones.
+        """
+        available = self.checkpoints()
+        names = ", ".join(p.name for p in available) or "none"
+        if checkpoint is not None:
+            available = [p for p in available if p.name == checkpoint]
+            if not available:
+                raise RunFolderError(f"{self.run_dir} has no complete checkpoint {checkpoint!r}; complete "
+                                     f"checkpoints: {names}")
+        if not available:
+            raise RunFolderError(f"{self.run_dir} has no complete checkpoint (checkpoints/step_N/ with a state.json): "
+                                 "the run stopped before its first checkpoint (budget.checkpoint_every); train it "
+                                 "again from its config.yaml")
+        failed: list[tuple[Path, str]] = []
+        for folder in available if fallback else available[:1]:
+            try:
+                steps = self._load_checkpoint(folder)
+            except _UnloadableCheckpoint as exc:
+                failed.append((folder, str(exc)))
+                continue
+            if failed:
+                self._set_aside(failed, folder)
+            return steps
+        reasons = "; ".join(reason for _, reason in failed)
+        edited = "if config.yaml was edited after training, restore the config the checkpoint was saved with"
+        if not fallback and checkpoint is None and len(available) > 1:
+            previous = available[1].name
+            raise CheckpointError(f"{reasons}. The previous complete checkpoint is {previous}: `robo-reward eval "
+                                  f"{self.run_dir} --checkpoint {previous}` evaluates it and `robo-reward train "
+                                  f"--resume {self.run_dir}` falls back to it; {edited}")
+        raise CheckpointError(f"{reasons}. No other complete checkpoint can be loaded: train the run again from "
+                              f"its config.yaml, or, {edited}")
+
+    def _load_checkpoint(self, folder: Path) -> int:
         torch.set_num_threads(self.cfg.agent.torch_threads)
-        state = json.loads((folder / "state.json").read_text())
-        self.seed = int(state["seed"])
+        try:
+            state = json.loads((folder / "state.json").read_text())
+            steps, seed, wall_time = int(state["timesteps"]), int(state["seed"]), float(state["wall_time"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise _UnloadableCheckpoint(f"checkpoint {folder} cannot be loaded: state.json is unreadable "
+                                        f"({type(exc).__name__}: {exc})") from exc
+        self.seed = seed
         venv = self._build_env()
         self.observation_space = venv.observation_space
         algo = resolve_algo(self.cfg.agent.algo)
-        self.model = algo.load(folder / "agent.zip", env=venv, device="cpu")
-        if self.reward is not None and (folder / "reward.pt").exists():
-            load_reward_state(self.reward, folder / "reward.pt")
-        if (folder / "replay_buffer.pkl").exists() and isinstance(self.model, OffPolicyAlgorithm):
-            self.model.load_replay_buffer(folder / "replay_buffer.pkl")
-            buffer = self.model.replay_buffer
-            if isinstance(buffer, (RelabelingReplayBuffer, RelabelingDictReplayBuffer)):
-                buffer.reward = None
-        self.model.set_random_seed(self.seed + int(state["timesteps"]))
-        self.metrics.load(state)
-        self.wall_time = float(state["wall_time"])
+        part = folder / "agent.zip"
+        try:
+            model = algo.load(part, env=venv, device="cpu")
+            if self.reward is not None and (folder / "reward.pt").exists():
+                part = folder / "reward.pt"
+                load_reward_state(self.reward, part)
+            if (folder / "replay_buffer.pkl").exists() and isinstance(model, OffPolicyAlgorithm):
+                part = folder / "replay_buffer.pkl"
+                model.load_replay_buffer(part)
+                buffer = model.replay_buffer
+                if isinstance(buffer, (RelabelingReplayBuffer, RelabelingDictReplayBuffer)):
+                    buffer.reward = None
+            part = folder / "state.json"
+            self.metrics.load(state)
+        except (*UNREADABLE, CheckpointError) as exc:
+            venv.close()
+            reason = str(exc) if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {exc}"
+            raise _UnloadableCheckpoint(f"checkpoint {folder} cannot be loaded: {part.name}: {reason}") from exc
+        self.model = model
+        self.model.set_random_seed(self.seed + steps)
+        self.wall_time = wall_time
         self._configure_logging(self.model)
-        return int(state["timesteps"])
+        return steps
+
+    def _set_aside(self, failed: list[tuple[Path, str]], loaded: Path) -> None:
+        for folder, reason in failed:
+            aside = folder.with_name(f"unreadable-{folder.name}")
+            if aside.exists():
+                shutil.rmtree(aside)
+            folder.rename(aside)
+            print(f"robo-reward: {reason}; resuming from the previous complete checkpoint {loaded.name} instead "
+                  f"(the unreadable one is kept as {aside})", file=sys.stderr)
+        atomic_write(self.checkpoint_root / "latest", lambda tmp: Path(tmp).write_text(loaded.name))
 
     # -- training -----------------------------------------------------------------------------------------
     def evaluate(self) -> dict[str, float]:
@@ -412,17 +566,33 @@ class _Schedule(BaseCallback):
 
 def train(cfg: ExperimentConfig, run_dir: str | Path, *, seed: int | None = None,
           progress: bool | None = None) -> dict[str, Any]:
-    """Train one run from scratch into ``run_dir`` and return its summary."""
+    """Train one run from scratch into ``run_dir`` and return its summary (``agent.backend`` picks the trainer)."""
+    if cfg.agent.backend != "sb3":
+        from robo_reward.agents_registry import resolve_backend
+
+        return resolve_backend(cfg.agent.backend)(cfg, run_dir, seed=seed, progress=progress)  # type: ignore[no-any-return]
     run = TrainingRun(cfg, run_dir, seed=seed, progress=progress)
     run.setup()
     return run.learn()
 
 
-def resume(run_dir: str | Path, *, progress: bool | None = None) -> dict[str, Any]:
-    """Continue a run from its newest complete checkpoint (its own resolved config.yaml)."""
-    cfg = load_config(Path(run_dir) / "config.yaml")
+def resume(run_dir: str | Path, *, progress: bool | None = None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """Continue a run from its newest complete checkpoint (its own resolved config.yaml).
+
+    A newest checkpoint that cannot be loaded falls back to the previous complete one (and says so).
+
+    :param overrides: ``--set key.sub=value`` changes (e.g. a larger ``budget.total_timesteps``), written into
+        the run's config.yaml once the checkpoint has loaded.
+    """
+    cfg = load_config(run_config_path(run_dir), overrides)
+    if cfg.agent.backend != "sb3":
+        from robo_reward.agents_registry import resolve_backend
+
+        return resolve_backend(cfg.agent.backend)(cfg, run_dir, progress=progress)  # type: ignore[no-any-return]
     run = TrainingRun(cfg, run_dir, progress=progress)
-    run.restore()
+    run.restore(fallback=True)
+    if overrides:
+        atomic_write(Path(run_dir) / "config.yaml", lambda tmp: Path(tmp).write_text(cfg.dump()))
     return run.learn(resumed=True)
 
 

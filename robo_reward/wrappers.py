@@ -186,7 +186,7 @@ class RewardVectorWrapper(VectorWrapper):
         if self.auto_update and self.evaluator.update_due:
             self.evaluator.run_update()
         total = self._scatter(out.total, valid, all_valid)
-        infos = dict(infos, original_env_rew=np.asarray(r))
+        infos = dict(infos, original_env_rew=np.asarray(r), _original_env_rew=np.ones(n, dtype=bool))
         for key, value in out.terms.items():
             infos[f"reward/{key}"] = self._scatter(value, valid, all_valid)
             infos[f"_reward/{key}"] = valid
