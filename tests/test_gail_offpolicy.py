@@ -1,17 +1,28 @@
-"""Off-policy GAIL through the core relabelling buffer: historical patching, absorbing states, trainer smoke runs."""
+"""Off-policy GAIL through the core relabelling buffer: historical patching, absorbing states through the core
+runner, and the replay-vs-expert discriminator schedule of agents.gail."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from stable_baselines3 import SAC
+from stable_baselines3.common.env_util import make_vec_env
+from stable_baselines3.common.vec_env import DummyVecEnv
 
 from robo_reward.agents.experts import rollout
-from robo_reward.agents.gail import GAILConfig, build, make_env, sample_replay, train
+from robo_reward.agents.gail import DiscriminatorCallback, sample_replay
 from robo_reward.datasets import save_npz
 from robo_reward.methods.gail.reward import GAILReward, reward_from_logits
 from robo_reward.sb3 import RelabelingReplayBuffer, RewardCallback, RewardVecEnvWrapper
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs" / "gail"
+
+
+def make_env(env_id: str, seed: int) -> DummyVecEnv:
+    return make_vec_env(env_id, n_envs=1, seed=seed, vec_env_cls=DummyVecEnv)
 
 
 @pytest.fixture(scope="module")
@@ -63,15 +74,18 @@ def test_buffer_reward_changes_after_discriminator_update_and_env_reward_is_kept
 
 
 def test_absorbing_transitions_reach_the_buffer_and_are_bootstrapped(tmp_path):
+    from robo_reward.config import load_config
+    from robo_reward.runner import TrainingRun
+
     demos = tmp_path / "ip.npz"
     save_npz(demos, rollout("InvertedPendulum-v5", lambda o: np.zeros(1, np.float32), episodes=2, seed=0))
-    cfg = GAILConfig(env_id="InvertedPendulum-v5", demos=str(demos), total_steps=150, seed=0,
-                     agent_kwargs={"learning_starts": 100, "buffer_size": 500})
-    model, reward, callbacks = build(cfg)
-    from stable_baselines3.common.callbacks import CallbackList
-
-    model.learn(cfg.total_steps, callback=CallbackList(callbacks))
-    buffer = model.replay_buffer
+    cfg = load_config(CONFIGS / "inverted_pendulum.yaml", [f"reward.terms.0.expert={demos}",
+                                                            "agent.kwargs={learning_starts: 100, buffer_size: 500}",
+                                                            "logging.tensorboard=false"])
+    run = TrainingRun(cfg, tmp_path / "run", seed=0, progress=False)
+    run.setup()
+    run.model.learn(150, callback=RewardCallback())
+    buffer = run.model.replay_buffer
     n = buffer.pos
     flags_next = buffer.next_observations[:n, 0, -1]
     flags = buffer.observations[:n, 0, -1]
@@ -80,29 +94,22 @@ def test_absorbing_transitions_reach_the_buffer_and_are_bootstrapped(tmp_path):
     assert len(entering) > 0 and len(loops) in (len(entering), len(entering) - 1)  # the last loop may be pending
     assert not buffer.dones[entering].any(), "entering the absorbing state is not a terminal transition"
     assert buffer.timeouts[loops].all(), "the absorbing self-loop is a truncation, so it is bootstrapped"
-    assert reward is not None and (reward.expert.obs[:, -1] == 1).sum() == 2  # both expert episodes fell
+    reward = run.reward
+    assert isinstance(reward, GAILReward) and (reward.expert.obs[:, -1] == 1).sum() == 2  # both expert episodes fell
+    assert reward.num_updates == 150 // 20
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("algo", ["sac", "td3"])
-def test_trainer_runs_and_is_deterministic(pendulum_demos, algo):
-    cfg = GAILConfig(env_id="Pendulum-v1", demos=pendulum_demos, algo=algo, total_steps=400, eval_every=200,
-                     eval_episodes=2, d_every=20, seed=0, agent_kwargs={"learning_starts": 200})
-    first, second = train(cfg), train(cfg)
-    assert [r["timestep"] for r in first["curve"]] == [200.0, 400.0]
-    assert first["curve"] == second["curve"]
-    assert first["discriminator"] == second["discriminator"] and len(first["discriminator"]) == 11  # at 200, 220, ..., 400
-
-
-def test_config_errors_name_the_problem():
-    with pytest.raises(ValueError, match="demos"):
-        GAILConfig(env_id="Pendulum-v1")
-    with pytest.raises(ValueError, match="through GAILConfig"):
-        GAILConfig(env_id="Pendulum-v1", demos="x.npz", reward_kwargs={"batch_size": 3})
-    from robo_reward.agents.gail import config_from_mapping
-
-    with pytest.raises(KeyError, match="valid keys"):
-        config_from_mapping({"env_id": "Pendulum-v1", "demo": "x"})
+def test_discriminator_callback_trains_on_replay_after_learning_starts(pendulum_demos):
+    reward = GAILReward(expert=pendulum_demos, seed=0, update_every=None, batch_size=16, d_steps=2)
+    venv = RewardVecEnvWrapper(make_env("Pendulum-v1", seed=0), reward, extrinsic_weight=0.0)
+    model = SAC("MlpPolicy", venv, learning_starts=200, buffer_size=1000, batch_size=32, seed=0,
+                replay_buffer_class=RelabelingReplayBuffer)
+    callback = DiscriminatorCallback(reward, every=20, batch=16, steps=2, seed=0)
+    model.learn(300, callback=[RewardCallback(), callback])
+    assert [row["timestep"] for row in callback.history] == [200.0 + 20 * k for k in range(6)]
+    assert reward.num_updates == 6  # only the callback updates D (update_every=None)
+    with pytest.raises(TypeError, match="relabelling replay buffer"):
+        sample_replay(SAC("MlpPolicy", make_env("Pendulum-v1", seed=0)).replay_buffer, 4, np.random.default_rng(0))
 
 
 def test_relabelling_buffer_pickles_without_its_reward(pendulum_demos):
