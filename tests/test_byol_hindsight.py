@@ -9,16 +9,15 @@ import torch
 
 import robo_reward  # noqa: F401
 from robo_reward.checkpoint import load_reward, save_reward
+from robo_reward.methods.curiosity.base import split_by_env
 from robo_reward.methods.curiosity.byol import BYOLExplore, BYOLHindsight
 from robo_reward.methods.curiosity.byol_model import (
-    Rollout,
     Sequences,
     WorldModel,
     WorldModelTrainer,
     normalized_l2,
     unit,
 )
-from robo_reward.methods.curiosity.base import split_by_env
 from robo_reward.protocol import RewardError, SpaceMismatchError, TransitionBatch
 from robo_reward.registry import make_reward
 from robo_reward.testing import check_reward, evaluate_in_order
@@ -118,23 +117,83 @@ def test_two_state_toy(hindsight: bool) -> None:
 
 
 # -- the min-max game ---------------------------------------------------------------------------------------------
+def coded_sequences(n: int, seed: int) -> Sequences:
+    """One-step sequences whose future is a function of the present, so context-dependent codes carry I(Z; b, a)."""
+    gen = torch.Generator().manual_seed(seed)
+    obs = (torch.rand(n, 1, 6, generator=gen) < 0.5).float()
+    action = torch.nn.functional.one_hot(torch.randint(0, 3, (n, 1), generator=gen), 3).float()
+    return Sequences(obs=obs, next_obs=obs.flip(-1), action=action, done=torch.zeros(n, 1, dtype=torch.bool),
+                     valid=torch.ones(n, 1, dtype=torch.bool), score=torch.ones(n, 1, dtype=torch.bool),
+                     start=torch.zeros(n, 16), has_start=torch.zeros(n, dtype=torch.bool))
+
+
+def critic_step(seed: int, flipped: bool) -> tuple[float, float, float, dict[str, float], float]:
+    """One ``WorldModelTrainer.step`` whose world-model step is inert (lr 0, target frozen), so what changes is the
+    critic's doing. Returns L_inv before and after (same draws), dL_inv/d log-scale, the step's metrics and how far
+    the critic's log-scale (a parameter that enters L_inv only) moved."""
+    torch.manual_seed(seed)
+    model = WorldModel(6, 3, hindsight=True, horizon=1, hidden=32, embed=16, belief=16, z_dim=4)
+    with torch.no_grad():
+        model.generator[-1].weight.normal_(0.0, 1.0)  # codes that depend on (b, a, w'), so there is MI to find
+    gen = torch.Generator()
+    trainer = WorldModelTrainer(model, lr=0.0, critic_lr=1e-2, target_ema=1.0, negatives=15, generator=gen)
+    if flipped:
+        trainer.critic_ascent = False
+    seq = coded_sequences(64, seed)
+
+    def invariance() -> torch.Tensor:
+        gen.manual_seed(1)  # the step below draws the same codes and negatives
+        return trainer.losses(seq)[2]
+
+    before = invariance()
+    slope = torch.autograd.grad(before, model.critic_log_scale)[0].item()
+    scale, world = model.critic_log_scale.item(), [p.detach().clone() for p in trainer.world_params]
+    gen.manual_seed(1)
+    metrics = trainer.step(seq)
+    assert all(torch.equal(a, b) for a, b in zip(world, trainer.world_params, strict=True))
+    return before.item(), invariance().item(), slope, metrics, model.critic_log_scale.item() - scale
+
+
 def test_one_critic_step_raises_the_invariance_estimate_and_a_flipped_one_lowers_it() -> None:
+    """Spec unit check: the trainer's critic step ascends L_inv; the single-optimiser bug (a minimising critic)
+    descends it. The critic's objective also holds its predictor's BYOL loss, so L_inv itself is compared between
+    the honest and the flipped step from the same start, and over seeds."""
+    changes = {False: [], True: []}
+    for seed in range(5):
+        after = {}
+        for flipped in (False, True):
+            before, after[flipped], slope, metrics, moved = critic_step(seed, flipped)
+            assert metrics["critic_inv"] == pytest.approx(before, abs=1e-6)  # the step scored what we measured
+            assert moved * slope * (-1 if flipped else 1) > 0, "the log-scale moved against the critic's goal"
+            changes[flipped].append(after[flipped] - before)
+        assert after[False] > after[True], f"seed {seed}: honest {after[False]:.4f} vs flipped {after[True]:.4f}"
+    assert np.mean(changes[False]) > 0 > np.mean(changes[True]), changes
+
+
+@pytest.mark.parametrize("hindsight", [False, True])
+def test_target_encoder_moves_toward_the_online_encoder_by_one_minus_ema(hindsight: bool) -> None:
+    """phi <- ema * phi + (1 - ema) * theta after every trainer step, with theta the freshly updated encoder."""
     torch.manual_seed(0)
-    n = 64
-    context = torch.randn(n, 16 + 3)
-    z = context[:, :4] + 0.1 * torch.randn(n, 4)  # codes that depend on the context
-    for ascent, sign in ((True, 1.0), (False, -1.0)):
-        model = WorldModel(6, 3, hindsight=True, hidden=32, embed=16, belief=16, z_dim=4)
-        trainer = WorldModelTrainer(model, lr=1e-2, negatives=n - 1)
-        trainer.critic_ascent = ascent
-        roll = Rollout(rec=torch.zeros(1), byol=torch.zeros(1), mask=torch.ones(1), context=context, z=z,
-                       target=unit(torch.randn(n, 16)))
-        before = trainer.invariance(roll).item()
-        objective = -trainer.invariance(roll) if ascent else trainer.invariance(roll)
-        trainer._apply(trainer.critic_opt, trainer.critic_params,
-                       torch.autograd.grad(objective, trainer.critic_params, allow_unused=True))
-        after = trainer.invariance(roll).item()
-        assert sign * (after - before) > 0
+    model = WorldModel(6, 3, hindsight=hindsight, horizon=1, hidden=32, embed=16, belief=16, z_dim=4)
+    with torch.no_grad():
+        for p in model.encoder.parameters():
+            p.add_(0.5 * torch.randn_like(p))  # online and target differ from the start
+    trainer = WorldModelTrainer(model, lr=1e-2, target_ema=0.9, generator=torch.Generator().manual_seed(0))
+    phi = [p.detach().clone() for p in model.target_encoder.parameters()]
+    gap = sum(float((t - p.detach()).norm()) for t, p in zip(phi, model.encoder.parameters(), strict=True))
+    trainer.step(coded_sequences(32, 0))
+    theta = [p.detach() for p in model.encoder.parameters()]
+    assert not any(torch.equal(a, b) for a, b in zip(phi, theta, strict=True))
+    for old, new, online in zip(phi, model.target_encoder.parameters(), theta, strict=True):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * online)
+    assert sum(float((t - p).norm()) for t, p in zip(model.target_encoder.parameters(), theta, strict=True)) < gap
+    assert all(not p.requires_grad for p in model.target_encoder.parameters())
+
+
+def test_byol_reward_passes_its_target_ema_to_the_trainer() -> None:
+    reward = BYOLExplore(target_ema=0.95, **SMALL)
+    reward.bind(OBS, ACT, 1)
+    assert reward.trainer.target_ema == 0.95
 
 
 def reliance_on_codes(critic_ascent: bool, steps: int = 300, seed: int = 0) -> float:
