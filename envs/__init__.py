@@ -48,6 +48,7 @@ def register_envs() -> None:
 
     from robo_reward.envs.granular import register as register_granular
     from robo_reward.envs.nethack import register as register_nethack
+    from robo_reward.envs.barfi import register as register_barfi
     from robo_reward.envs.driving import register as register_driving
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
 
@@ -57,5 +58,6 @@ def register_envs() -> None:
             gymnasium.register(id=env_id, entry_point=entry_point, max_episode_steps=max_steps)
     register_noisy_tv()
     register_driving()
+    register_barfi()
     register_nethack()
     register_granular()
