@@ -121,6 +121,11 @@ class NetHackTextEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         self._depth = self._score = self._messages = 0
         self._success = False
 
+    @property
+    def actions(self) -> tuple[Any, ...]:
+        """NLE's action for each index of ``action_space`` (e.g. ``actions.index(nle.nethack.MiscDirection.UP)``)."""
+        return tuple(self._nle.actions)
+
     def _observe(self, raw: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         text = decode_message(raw["message"])
         count = 0

@@ -148,12 +148,12 @@ class LLMAnnotator(Annotator):
     :param max_tokens: reply length limit.
     :param concurrency: requests in flight at once (one per message or pair).
     :param api_key: sent as a bearer token when given.
-    :param fallback: annotator for a batch the server fails on; ``None`` re-raises instead.
+    :param fallback: annotator for a batch the server fails on (default: the keyword stand-in); ``None`` re-raises.
     """
 
     def __init__(self, *, base_url: str = "http://localhost:8000/v1", model: str = "Meta-Llama-3.1-8B-Instruct",
                  temperature: float = 0.1, timeout: float = 60.0, max_tokens: int = 256, concurrency: int = 8,
-                 api_key: str | None = None, fallback: Annotator | None = None) -> None:
+                 api_key: str | None = None, fallback: Annotator | None | str = "keyword") -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if timeout <= 0 or concurrency < 1:
@@ -161,7 +161,9 @@ class LLMAnnotator(Annotator):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.temperature, self.timeout = model, float(temperature), float(timeout)
         self.max_tokens, self.concurrency, self.api_key = int(max_tokens), int(concurrency), api_key
-        self.fallback = fallback
+        self.fallback = KeywordAnnotator() if fallback == "keyword" else fallback
+        if self.fallback is not None and not isinstance(self.fallback, Annotator):
+            raise TypeError(f"fallback must be an Annotator, 'keyword' or None, got {fallback!r}")
         self.requests = self.failures = self.fallbacks = self.unparsed = 0
         self.last_error = ""
 

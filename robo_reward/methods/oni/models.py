@@ -61,7 +61,7 @@ def train_classifier(model: CharCNN, optimiser: torch.optim.Optimizer, tokens: n
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return float(np.mean(losses))
 
 
@@ -77,5 +77,5 @@ def train_bradley_terry(model: CharCNN, optimiser: torch.optim.Optimizer, first:
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     return float(np.mean(losses))

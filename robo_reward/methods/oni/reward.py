@@ -242,7 +242,7 @@ class _LearnedONI(ONIReward):
         self._cache: dict[int, float] = {}
 
     outputs = 2
-    token_length = 128
+    token_length = 64
 
     @abc.abstractmethod
     def _predict(self, tokens: torch.Tensor) -> np.ndarray:
