@@ -75,6 +75,11 @@ def write_run_report(run_dir: Path, cfg: ExperimentConfig, summary: Mapping[str,
         f"| {_fmt(summary['final_success'])} | {_fmt(summary['final_return'])} | "
         f"{_fmt(summary['steps_to_threshold'])} ({summary['metric']} >= {summary['threshold']}) |", "",
     ]
+    info = [k for k in summary if k.startswith("final_info/")]
+    if info:
+        lines += ["Env metrics at episode ends (`eval.info_metrics`):", "",
+                  "| " + " | ".join(k.removeprefix("final_info/") for k in info) + " |", "|---" * len(info) + "|",
+                  "| " + " | ".join(_fmt(summary[k]) for k in info) + " |", ""]
     if episode_rows:
         ep = pd.DataFrame(episode_rows)
         tail = ep.iloc[-max(1, len(ep) // 10):]

@@ -72,6 +72,9 @@ def test_info_metrics_average_episode_ends_into_eval_csv_and_summary(tmp_path: P
     assert summary["final_info/episode_index"] == pytest.approx(2.5)
     saved = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert saved["final_info/step_index"] == pytest.approx(float(EPISODE))
+    report = (tmp_path / "run" / "report.md").read_text().splitlines()
+    header = report.index("| episode_index | step_index |")
+    assert report[header + 2] == "| 2.5 | 5 |"
 
 
 def test_info_metric_missing_or_not_a_number_is_named(tmp_path: Path) -> None:
