@@ -159,7 +159,7 @@ def _perf(args: argparse.Namespace) -> int:
     from robo_reward.perf import run_perf
 
     table = run_perf(args.env, tuple(args.n_envs), steps=args.steps, repeats=args.repeats, out=args.out,
-                     learn_steps=args.learn_steps, reward=args.reward)
+                     learn_steps=args.learn_steps, reward=args.reward, imitation_path=args.imitation_path)
     print(table.to_string(index=False))
     print(f"report: {Path(args.out) / 'perf.md'}")
     return 0
@@ -217,7 +217,8 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--rllib", metavar="CONFIG", help="instead: RLlib env-runner scaling of CONFIG's env and reward")
     p.add_argument("--runners", type=int, nargs="+", default=[1, 2], help="env-runner counts for --rllib")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of --rllib's CONFIG")
-    p.add_argument("--out", default="benchmarks/perf")
+    p.add_argument("--imitation-path", metavar="DIR", help="folder holding the imitation package: time it beside ours")
+    p.add_argument("--out", default="runs/perf")
     p.set_defaults(func=_perf)
 
     command = next((a for a in argv if not a.startswith("-")), None) if argv is not None else None

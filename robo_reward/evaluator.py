@@ -90,10 +90,12 @@ class RewardEvaluator:
         """What the agent is paid for each row, with ``extrinsic`` and every term of the reward."""
         out = self.reward.evaluate(batch)
         extrinsic = np.asarray(batch.reward, dtype=np.float64)
-        total = out.total + self.extrinsic_weight * extrinsic if self.extrinsic_weight else out.total
-        terms = {EXTRINSIC: extrinsic}
-        terms.update(out.terms)
-        result = RewardOutput(total, terms)
+        weight = self.extrinsic_weight
+        if weight == 1.0:
+            total = out.total + extrinsic
+        else:
+            total = out.total + weight * extrinsic if weight else out.total
+        result = RewardOutput(total, {EXTRINSIC: extrinsic, **out.terms})
         check_finite(result)
         for learner in self.learners:
             learner.pending.append(batch)

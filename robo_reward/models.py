@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from robo_reward.protocol import Obs, Reward, RewardError, SpaceMismatchError, TransitionBatch
+from robo_reward.protocol import Obs, Reward, RewardError, RewardOutput, SpaceMismatchError, TransitionBatch
 
 
 def as_tensor(x: np.ndarray) -> torch.Tensor:
@@ -36,7 +36,8 @@ class NumpyInference:
     so wider nets stay on torch. The views share memory with the parameters, so in-place optimiser steps and
     ``load_state_dict`` are seen at once; a replaced parameter (or its ``.data``) is noticed by its data pointer
     and the views rebuilt. Parameters are read from each layer's ``_parameters`` dict: ``nn.Module.__getattr__``
-    alone would cost a third of the arithmetic.
+    alone would cost a third of the arithmetic. Hidden activations go into buffers kept per batch size (one
+    ``np.dot(..., out=)`` and in-place bias and activation per layer, no allocation); the output is a new array.
     """
 
     MAX_WIDTH = 128
@@ -59,6 +60,8 @@ class NumpyInference:
                 raise TypeError(f"NumpyInference supports Linear, ReLU, Tanh and Identity layers, not {m}")
         self._layers: list[tuple[np.ndarray, np.ndarray | None, str | None]] = []
         self._ptrs: list[int] = []
+        self._buffers: dict[int, list[np.ndarray]] = {}
+        self._head: np.ndarray | None = None
 
     def _refresh(self) -> list[tuple[np.ndarray, np.ndarray | None, str | None]]:
         ptrs = [t.data_ptr() for p in self._params for t in p.values() if t is not None]
@@ -66,20 +69,48 @@ class NumpyInference:
             self._layers = [(p["weight"].detach().numpy().T,
                              None if p.get("bias") is None else p["bias"].detach().numpy(), act)
                             for p, act in zip(self._params, self._acts, strict=True)]
+            w, _, act = self._layers[-1]
+            self._head = w[:, 0] if w.shape[1] == 1 and act is None else None
             self._ptrs = ptrs
+            self._buffers.clear()
         return self._layers
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        h = np.asarray(x, dtype=np.float32)
-        for w, b, act in self._refresh():
-            h = h @ w
+    def _hidden(self, x: np.ndarray, layers: list[tuple[np.ndarray, np.ndarray | None, str | None]]) -> np.ndarray:
+        """Every layer but the last, into the buffers kept for this many rows."""
+        buffers = self._buffers.get(len(x))
+        if buffers is None:
+            buffers = self._buffers[len(x)] = [np.empty((len(x), w.shape[1]), np.float32) for w, _, _ in layers[:-1]]
+        h = x
+        for (w, b, act), out in zip(layers, buffers):
+            h = np.dot(h, w, out=out)
             if b is not None:
-                h += b
+                np.add(h, b, out=h)
             if act == "relu":
                 np.maximum(h, 0.0, out=h)
             elif act == "tanh":
                 np.tanh(h, out=h)
         return h
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        layers = self._refresh()
+        w, b, act = layers[-1]
+        h = np.dot(self._hidden(np.asarray(x, dtype=np.float32), layers), w)
+        if b is not None:
+            h += b
+        if act == "relu":
+            np.maximum(h, 0.0, out=h)
+        elif act == "tanh":
+            np.tanh(h, out=h)
+        return h
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """A one-output net's value per row as a float64 ``(n,)`` array (the last bias add also casts)."""
+        layers = self._refresh()
+        if self._head is None:
+            return self(x)[:, 0].astype(np.float64)
+        out = np.dot(self._hidden(np.asarray(x, dtype=np.float32), layers), self._head)
+        b = layers[-1][1]
+        return out.astype(np.float64) if b is None else np.add(out, b, dtype=np.float64)
 
 
 def flat(obs: Obs) -> np.ndarray:
@@ -172,8 +203,11 @@ class MLPReward(TorchReward):
         return net.eval()
 
     def features(self, batch: TransitionBatch) -> np.ndarray:
-        arrays = [flat(batch.action) if k == "action" else flat(getattr(batch, k)) for k in self.inputs]
-        return arrays[0] if len(arrays) == 1 else np.concatenate(arrays, axis=1)
+        """The net's float32 input rows: the chosen inputs flattened and side by side."""
+        arrays = [flat(getattr(batch, k)) for k in self.inputs]
+        if len(arrays) == 1:
+            return arrays[0].astype(np.float32, copy=False)
+        return np.concatenate(arrays, axis=1, dtype=np.float32)
 
     def forward(self, batch: TransitionBatch) -> torch.Tensor:
         assert self.module is not None
@@ -182,4 +216,8 @@ class MLPReward(TorchReward):
     def infer(self, batch: TransitionBatch) -> np.ndarray:
         if self._numpy is None:
             return super().infer(batch)
-        return self._numpy(self.features(batch))[:, 0].astype(np.float64)
+        return self._numpy.scores(self.features(batch))
+
+    def evaluate(self, batch: TransitionBatch) -> RewardOutput:
+        total = self(batch)
+        return RewardOutput(total, {self.name: total})

@@ -1,16 +1,24 @@
 """Speed of the reward path: SB3 VecEnv steps/s raw, with a batched MLP reward, and with one call per env.
 
-The cost to beat is the per-call overhead of the model: the batched path makes one ``inference_mode`` forward
-pass per vector step on a zero-copy float32 view of the observations; the per-env path calls the same net once
-per env, as many hand-written reward wrappers do. Time is this process's CPU time (everything runs in it with
-``DummyVecEnv``), so other jobs on a shared machine slow the measurement less than they would wall time; modes
-are interleaved over repeats and ratios are to ``raw`` within the same run.
+The cost to beat is the per-call overhead of the model: the batched path makes one numpy forward pass per
+vector step on the observations; the per-env path calls the same net once per env, as many hand-written reward
+wrappers do. Time is this process's CPU time (everything runs in it with ``DummyVecEnv``), so other jobs on a
+shared machine slow the measurement less than they would wall time; modes are interleaved over repeats and
+ratios are to ``raw`` within the same run.
+
+When the `imitation <https://imitation.readthedocs.io>`_ library can be imported (``imitation_path`` or the
+``ROBO_REWARD_IMITATION_PATH`` environment variable names a folder to put on ``sys.path``, e.g. one made with
+``pip install --no-deps --target DIR imitation==1.0.1``), its ``RewardVecEnvWrapper`` with a ``BasicRewardNet``
+of the same size and inputs runs beside ours as mode ``imitation_mlp``. It is never a dependency.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -21,6 +29,9 @@ from stable_baselines3.common.vec_env import VecEnv
 from robo_reward.models import MLPReward, as_tensor
 from robo_reward.protocol import FunctionReward, TransitionBatch
 from robo_reward.sb3 import RewardVecEnvWrapper
+
+IMITATION_PATH_ENV = "ROBO_REWARD_IMITATION_PATH"
+REWARD_MODE = "reward:"
 
 
 class TorchMLPReward(MLPReward):
@@ -41,12 +52,46 @@ class PerEnvMLPReward(MLPReward):
             return np.array([self.module(as_tensor(feats[i : i + 1])).item() for i in range(batch.num)])
 
 
+def imitation_version(path: str | os.PathLike[str] | None = None) -> str | None:
+    """The version of ``imitation`` importable (after adding ``path`` to ``sys.path``), or None."""
+    path = path or os.environ.get(IMITATION_PATH_ENV)
+    if path:
+        path = str(Path(path).resolve())
+        if not Path(path).is_dir():
+            raise ValueError(f"imitation path {path} is not a folder; install it with `pip install --no-deps "
+                             f"--target {path} imitation==1.0.1` or leave the option unset")
+        if path not in sys.path:
+            sys.path.append(path)
+    try:
+        import imitation
+        from imitation.rewards import reward_nets, reward_wrapper  # noqa: F401
+    except ImportError:
+        return None
+    return str(getattr(imitation, "__version__", "unknown"))
+
+
+def _imitation_venv(venv: VecEnv, hidden: tuple[int, ...]) -> VecEnv:
+    """imitation's reward wrapper with a ``BasicRewardNet`` on (s, a, s'), the inputs and widths of ours."""
+    from imitation.rewards.reward_nets import BasicRewardNet
+    from imitation.rewards.reward_wrapper import RewardVecEnvWrapper as ImitationRewardVecEnvWrapper
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = BasicRewardNet(venv.observation_space, venv.action_space, use_state=True, use_action=True,
+                             use_next_state=True, use_done=False, hid_sizes=hidden)
+    return ImitationRewardVecEnvWrapper(venv, reward_fn=net.predict_processed)
+
+
 def _venv(mode: str, env_id: str, n_envs: int, hidden: tuple[int, ...]) -> VecEnv:
     venv = make_vec_env(env_id, n_envs=n_envs, seed=0)
     if mode == "raw":
         return venv
     if mode == "numpy":
         return RewardVecEnvWrapper(venv, FunctionReward(lambda b: -np.square(b.action).sum(1), label="ctrl"))
+    if mode == "imitation_mlp":
+        return _imitation_venv(venv, hidden)
+    if mode.startswith(REWARD_MODE):
+        return RewardVecEnvWrapper(venv, mode.removeprefix(REWARD_MODE))
     models = {"batched_mlp": MLPReward, "batched_mlp_torch": TorchMLPReward, "per_env_mlp": PerEnvMLPReward}
     return RewardVecEnvWrapper(venv, models[mode](hidden=hidden))
 
@@ -75,14 +120,30 @@ def _ppo_steps_per_second(venv: VecEnv, steps: int) -> float:
 
 def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), steps: int = 2000,
              repeats: int = 3, hidden: tuple[int, ...] = (64, 64), out: str | Path | None = None,
-             learn_steps: int = 0) -> pd.DataFrame:
-    """Measure every mode at every env count; returns (and writes as CSV/markdown) steps/s and ratios to raw.
+             learn_steps: int = 0, reward: str | None = None,
+             imitation_path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
+    """Measure every mode at every env count; returns (and, with ``out``, writes as CSV/markdown) steps/s and
+    ratios to raw.
 
-    With ``learn_steps``, also times SB3 PPO training on the raw env and with the batched MLP reward (the cost
-    a user sees in a training run, where the policy's own per-step work dilutes the reward's).
+    :param steps: env steps per timed repeat (divided among the envs). :param repeats: interleaved repeats; the
+        table reports each mode's median.
+    :param learn_steps: also time SB3 PPO training on the raw env and with the batched MLP reward (the cost a user
+        sees in a training run, where the policy's own per-step work dilutes the reward's).
+    :param reward: time this registered reward (default kwargs) instead of the MLP rewards, as mode
+        ``reward:<name>``.
+    :param imitation_path: folder holding the ``imitation`` package, for the side-by-side (module doc).
     """
     torch.set_num_threads(1)
-    modes = ("raw", "numpy", "batched_mlp", "batched_mlp_torch", "per_env_mlp")
+    imitation = imitation_version(imitation_path)
+    if reward is not None:
+        from robo_reward.registry import resolve_reward
+
+        resolve_reward(reward)
+        modes = ["raw", "numpy", REWARD_MODE + reward]
+    else:
+        modes = ["raw", "numpy", "batched_mlp", "batched_mlp_torch", "per_env_mlp"]
+    if imitation is not None and reward is None:
+        modes.append("imitation_mlp")
     rows = []
     for n in n_envs:
         venvs = {m: _venv(m, env_id, n, hidden) for m in modes}
@@ -90,13 +151,13 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
             _steps_per_second(venvs[m], 100)
         rates: dict[str, list[float]] = {m: [] for m in modes}
         if learn_steps:
-            rates.update({"ppo_raw": [], "ppo_batched_mlp": []})
+            rates.update({"ppo_raw": [], f"ppo_{modes[2]}": []})
         for _ in range(repeats):
             for m in modes:
                 rates[m].append(_steps_per_second(venvs[m], max(1, steps // n)))
             if learn_steps:
                 rates["ppo_raw"].append(_ppo_steps_per_second(venvs["raw"], learn_steps))
-                rates["ppo_batched_mlp"].append(_ppo_steps_per_second(venvs["batched_mlp"], learn_steps))
+                rates[f"ppo_{modes[2]}"].append(_ppo_steps_per_second(venvs[modes[2]], learn_steps))
         for m, values in rates.items():
             med = float(np.median(values))
             raw = float(np.median(rates["ppo_raw" if m.startswith("ppo_") else "raw"]))
@@ -105,12 +166,19 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
             v.close()
     table = pd.DataFrame(rows)
     if out is not None:
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "perf.csv", index=False)
-        lines = [f"# Reward-path speed on {env_id} (MLP hidden {list(hidden)}, torch threads 1, process CPU time, "
-                 f"median of {repeats} interleaved repeats)", "",
-                 "| n_envs | mode | env steps/s | ratio to raw |", "|---|---|---|---|"]
-        lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_raw:.2f} |" for r in table.itertuples()]
-        (out / "perf.md").write_text("\n".join(lines) + "\n")
+        _write(table, Path(out), env_id, hidden, repeats, imitation)
     return table
+
+
+def _write(table: pd.DataFrame, out: Path, env_id: str, hidden: tuple[int, ...], repeats: int,
+           imitation: str | None) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "perf.csv", index=False)
+    lines: list[Any] = [
+        f"# Reward-path speed on {env_id} (MLP hidden {list(hidden)}, torch threads 1, process CPU time, "
+        f"median of {repeats} interleaved repeats)", "",
+        f"imitation side-by-side: {f'imitation {imitation}' if imitation else 'not importable, not measured'}", "",
+        "| n_envs | mode | env steps/s | ratio to raw |", "|---|---|---|---|",
+    ]
+    lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_raw:.2f} |" for r in table.itertuples()]
+    (out / "perf.md").write_text("\n".join(lines) + "\n")

@@ -55,6 +55,17 @@ def _arange(n: int) -> np.ndarray:
     return _ARANGES[n]
 
 
+_ZEROS: dict[int, np.ndarray] = {}
+
+
+def _zeros(n: int) -> np.ndarray:
+    if n not in _ZEROS:
+        zeros = np.zeros(n)
+        zeros.flags.writeable = False
+        _ZEROS[n] = zeros
+    return _ZEROS[n]
+
+
 def obs_len(obs: Obs) -> int:
     """Number of rows in a batched observation (array or dict of arrays)."""
     if isinstance(obs, dict):
@@ -292,8 +303,13 @@ def same_shape(a: gym.Space, b: gym.Space) -> bool:
 
 
 def check_finite(output: RewardOutput, where: str = "") -> None:
-    """Raise :class:`RewardError` naming the offending term if any value is NaN or infinite."""
-    if math.isfinite(output.total.sum()):
+    """Raise :class:`RewardError` naming the offending term if any value is NaN or infinite.
+
+    The fast test is one dot product with zeros: 0 * x is 0 for every finite x and NaN for NaN or inf, and no
+    finite value can overflow it (a plain sum of large finite rewards could).
+    """
+    total = output.total
+    if math.isfinite(total.dot(_zeros(len(total))) if total.ndim == 1 else total.sum()):
         return
     bad = [name for name, v in output.terms.items() if not np.isfinite(v).all()] or ["<total>"]
     rows = np.flatnonzero(~np.isfinite(output.total)).tolist()

@@ -30,7 +30,6 @@ from robo_reward.evaluator import RewardEvaluator
 from robo_reward.protocol import Obs, Reward, TransitionBatch
 
 ORIGINAL_REWARD = "original_env_rew"
-ended_none = np.zeros(0, dtype=np.int64)
 
 
 class RewardVecEnvWrapper(VecEnvWrapper):
@@ -64,6 +63,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self.evaluator.bind(venv.observation_space, venv.action_space, venv.num_envs)
         self._obs: Obs | None = None
         self._actions: np.ndarray | None = None
+        self._no_flags = np.zeros(venv.num_envs, dtype=bool)
+        self._no_flags.flags.writeable = False
 
     @property
     def reward(self) -> Reward:
@@ -80,27 +81,30 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self.venv.step_async(actions)
 
     def step_wait(self) -> tuple[Obs, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        raw_obs, rewards, dones, infos = self.venv.step_wait()
-        obs = _dict_or_array(raw_obs)
+        obs, rewards, dones, infos = self.venv.step_wait()
+        if isinstance(obs, tuple):
+            _dict_or_array(obs)
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
         any_done = bool(dones.any())
-        ended = np.flatnonzero(dones) if any_done else ended_none
-        truncated = np.zeros(self.num_envs, dtype=bool)
-        next_obs = obs
         if any_done:
+            ended = np.flatnonzero(dones)
+            truncated = np.zeros(self.num_envs, dtype=bool)
             truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
+            terminated = dones & ~truncated
             next_obs = _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
-        batch = TransitionBatch(
-            obs=self._obs, action=self._actions, next_obs=next_obs, reward=rewards.astype(np.float64),
-            terminated=dones & ~truncated if any_done else truncated, truncated=truncated, infos=infos,
-        )
-        out = self.evaluator.step(batch)
-        columns = [(f"reward/{k}", v.tolist()) for k, v in out.terms.items()]
-        columns.append((ORIGINAL_REWARD, rewards.tolist()))
-        for i, info in enumerate(infos):
-            for key, values in columns:
-                info[key] = values[i]
+        else:
+            terminated = truncated = self._no_flags
+            next_obs = obs
+        extrinsic = rewards.astype(np.float64)
+        out = self.evaluator.step(TransitionBatch(self._obs, self._actions, next_obs, extrinsic, terminated,
+                                                  truncated, infos))
+        for key, values in out.terms.items():
+            key = f"reward/{key}"
+            for info, value in zip(infos, values.tolist()):
+                info[key] = value
+        for info, value in zip(infos, extrinsic.tolist()):
+            info[ORIGINAL_REWARD] = value
         if any_done:
             self.evaluator.reset(obs, dones.astype(bool))
         self._obs = obs

@@ -67,3 +67,32 @@ def test_state_dict_round_trip_and_mismatch(rng) -> None:
         a.bind(gym.spaces.Box(-1, 1, (4,)), ACT, 1)
     with pytest.raises(SpaceMismatchError, match="Box"):
         MLPReward().bind(gym.spaces.Discrete(3), ACT, 1)
+
+
+def test_numpy_inference_buffers_do_not_leak_between_calls(rng) -> None:
+    net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 8), torch.nn.ReLU(),
+                              torch.nn.Linear(8, 2))
+    fast = NumpyInference(net)
+    xs = [rng.normal(size=(n, 4)).astype(np.float32) for n in (3, 1, 3, 0, 5)]
+    outs = [fast(x) for x in xs]
+    with torch.no_grad():
+        for x, out in zip(xs, outs, strict=True):  # earlier results are not overwritten by later calls
+            np.testing.assert_allclose(out, net(torch.from_numpy(x)).numpy(), rtol=1e-5, atol=1e-6)
+    head = torch.nn.Sequential(torch.nn.Linear(4, 1))
+    scores = NumpyInference(head).scores(xs[0])
+    assert scores.dtype == np.float64 and scores.shape == (3,)
+    with torch.no_grad():
+        np.testing.assert_allclose(scores, head(torch.from_numpy(xs[0]))[:, 0].numpy(), rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        head[0].bias.zero_()
+    np.testing.assert_allclose(NumpyInference(head).scores(xs[0]), xs[0] @ head[0].weight.detach().numpy()[0], rtol=1e-5)
+
+
+def test_mlp_reward_single_input_and_linear_net(rng) -> None:
+    reward = MLPReward(hidden=(), inputs=("next_obs",))
+    reward.bind(OBS, ACT, 1)
+    b = batch(rng, n=4)
+    assert reward.features(b).dtype == np.float32
+    out = reward.evaluate(b)
+    assert out.total.dtype == np.float64 and list(out.terms) == ["mlp"]
+    np.testing.assert_allclose(out.total, torch_rewards(reward, b), rtol=1e-5, atol=1e-6)
