@@ -24,6 +24,9 @@ def add_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--robot", required=True, type=Path, help="robot profile YAML (configs/robots/<name>.yaml)")
     p.add_argument("--policy", type=Path, help="SB3 zip to use instead of the run folder's model")
     p.add_argument("--reward", help="reward checkpoint instead of RUN_DIR/reward.pt, or 'none' to publish no reward")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the run's config.yaml when rebuilding its reward "
+                        "(e.g. reward.terms.0.weight=0.5)")
     p.add_argument("--log", type=Path, help="write one JSON line per control tick here")
     p.add_argument("--duration", type=float, help="stop after this many seconds")
     p.add_argument("--max-ticks", type=int, help="stop after this many control ticks")
@@ -40,6 +43,7 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     """Load the profile, policy and reward, check they fit, and return a ready :class:`Deployment`."""
     import torch
 
+    from robo_reward.errors import RunFolderError, UserError
     from robo_reward.hardware.bridge import RobotBridge, observation_space
     from robo_reward.hardware.deploy import DeployLog, Deployment
     from robo_reward.hardware.policy import (
@@ -51,7 +55,6 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     )
     from robo_reward.hardware.profile import load_profile
 
-
     torch.set_num_threads(args.torch_threads)
     profile = load_profile(args.robot)
     run_dir = Path(args.run_dir)
@@ -59,20 +62,28 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
     robot_obs = observation_space(profile)
     check_policy_fits(policy.observation_space, robot_obs)
     if policy.action_space.shape != (profile.action_dim,):
-        raise ValueError(f"the policy's action space {policy.action_space} does not match the robot profile's "
+        raise UserError(f"the policy's action space {policy.action_space} does not match the robot profile's "
                          f"{profile.action_dim} command values ({profile.command.interface})")
     reward = None
     reward_path = None if args.reward == "none" else (Path(args.reward) if args.reward else find_reward_file(run_dir))
     if reward_path is not None:
         if not reward_path.is_file():
-            raise FileNotFoundError(f"reward checkpoint {reward_path} does not exist")
-        reward = load_run_reward(run_dir, reward_path, robot_obs, policy.action_space, policy.gamma)
+            raise RunFolderError(f"reward checkpoint {reward_path} does not exist; pass --reward PATH, or --reward "
+                                 "none to deploy without a learned reward")
+        overrides = getattr(args, "set", [])
+        if overrides and not (run_dir / "config.yaml").is_file():
+            raise UserError(f"--set overrides the run's config.yaml, but {run_dir} has none; drop --set")
+        reward = load_run_reward(run_dir, reward_path, robot_obs, policy.action_space, policy.gamma,
+                                 overrides=overrides)
     elif args.reward != "none":
         print(f"no reward.pt beside the policy in {run_dir}: deploying without a learned reward", file=sys.stderr)
     if transport is None:
         from robo_reward.hardware.transport import make_transport
 
-        transport = make_transport(args.middleware)
+        try:
+            transport = make_transport(args.middleware)
+        except ImportError as exc:
+            raise UserError(f"--middleware {args.middleware}: {exc}") from exc
     transport.start(profile)
     bridge = RobotBridge(profile, transport, policy.action_space.low, policy.action_space.high)
     log = DeployLog(args.log) if args.log else None
@@ -80,7 +91,16 @@ def build_deployment(args: argparse.Namespace, transport: Any = None) -> Any:
 
 
 def run_deploy(args: argparse.Namespace) -> int:
-    deployment = build_deployment(args)
+    """Build the deployment and run it; a run folder, profile or policy that does not fit is a
+    :class:`~robo_reward.errors.UserError` (the CLI prints it and exits 2)."""
+    from robo_reward.errors import UserError
+    from robo_reward.hardware.policy import RunFolderError
+    from robo_reward.hardware.profile import ProfileError
+
+    try:
+        deployment = build_deployment(args)
+    except (RunFolderError, ProfileError) as exc:
+        raise UserError(str(exc)) from exc
     try:
         summary = deployment.run(max_ticks=args.max_ticks, duration=args.duration, wait_ready=args.wait)
     finally:
@@ -90,10 +110,10 @@ def run_deploy(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m robo_reward.hardware.cli")
-    add_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    """``python -m robo_reward.hardware.cli deploy ...``: the core CLI's ``deploy`` (same errors and ``--debug``)."""
+    from robo_reward.cli import main as cli_main
+
+    return cli_main(sys.argv[1:] if argv is None else argv)
 
 
 if __name__ == "__main__":

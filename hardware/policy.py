@@ -9,6 +9,7 @@ knowing which one trained it and without the optimiser or replay buffer. The rew
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from pathlib import Path
 
 import gymnasium as gym
@@ -119,13 +120,14 @@ def find_reward_file(run_dir: Path) -> Path | None:
 
 
 def load_run_reward(run_dir: Path, reward_path: Path, observation_space: gym.Space, action_space: gym.Space,
-                    gamma: float | None) -> Reward:
+                    gamma: float | None, overrides: Sequence[str] = ()) -> Reward:
     """The learned reward of a run, bound to the robot's spaces, with its saved state.
 
     A ``robo-reward train`` run rebuilds its reward design from ``config.yaml`` (as the core does on resume) and
     loads ``reward.pt`` into it; a checkpoint written by :func:`robo_reward.checkpoint.save_reward` with a registry
     spec loads on its own. Binding refuses a reward trained on other observation shapes. On a robot the env's
-    own reward is unknown, so a design's ``extrinsic`` term pays 0.
+    own reward is unknown, so a design's ``extrinsic`` term pays 0. ``overrides`` (``key.sub=value``, as
+    ``--set``) change the run's config before the reward is rebuilt.
     """
     from robo_reward.checkpoint import load_reward, load_reward_state
 
@@ -134,7 +136,7 @@ def load_run_reward(run_dir: Path, reward_path: Path, observation_space: gym.Spa
         from robo_reward.config import load_config
         from robo_reward.runner import build_design
 
-        reward = build_design(load_config(config).reward)
+        reward = build_design(load_config(config, overrides).reward)
         if reward is None:
             raise RunFolderError(f"{config} configures no reward terms, yet {reward_path} exists; pass "
                                  "--reward none to deploy without a learned reward")

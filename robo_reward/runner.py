@@ -20,11 +20,9 @@ import functools
 import inspect
 import json
 import os
-import pickle
 import shutil
 import sys
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,7 +42,14 @@ from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv, VecEnv
 
 from robo_reward.agents_registry import is_off_policy, resolve_algo, resolve_policy
 from robo_reward.checkpoint import UNREADABLE, atomic_write, load_reward_state, save_reward
-from robo_reward.config import EVAL_COLUMNS, ConfigError, EnvConfig, ExperimentConfig, RewardConfig, load_config
+from robo_reward.config import (
+    EVAL_COLUMNS,
+    ConfigError,
+    EnvConfig,
+    ExperimentConfig,
+    RewardConfig,
+    load_config,
+)
 from robo_reward.errors import (
     CheckpointError,
     RunFolderError,
