@@ -130,9 +130,13 @@ def _ensure_headless_backend() -> None:
     """Switch MuJoCo to EGL if it was imported with ``MUJOCO_GL`` unset on a machine without a display.
 
     MuJoCo picks its GL backend once, when ``mujoco`` is imported; unset, that is GLFW, which needs a display.
-    Re-importing its ``gl_context`` module with ``MUJOCO_GL=egl`` makes new renderers use EGL.
+    Re-importing its ``gl_context`` module with ``MUJOCO_GL=egl`` makes new renderers use EGL. The module is
+    ``mujoco.rendering.classic.gl_context`` in MuJoCo 4 and ``mujoco.gl_context`` before.
     """
-    from mujoco.rendering.classic import gl_context
+    try:
+        from mujoco.rendering.classic import gl_context
+    except ImportError:
+        from mujoco import gl_context  # type: ignore[no-redef]
 
     if getattr(gl_context, "_MUJOCO_GL", None) == "" and not os.environ.get("DISPLAY"):
         os.environ["MUJOCO_GL"] = "egl"

@@ -177,7 +177,7 @@ class PickPlaceExpert(ScriptedExpert):
         e = self.env
         grip, obj = e.grip_pos, e.object_pos
         grasped = e.grasped()
-        if self.phase >= 2 and not grasped and not e.on_pad():
+        if self.phase >= 2 and not self._held() and not e.on_pad():
             self.phase = 0
         if self.phase == 0 and e.near_grasp_point():
             self.phase, self._closing = 1, 0
@@ -216,6 +216,14 @@ class PickPlaceExpert(ScriptedExpert):
             )
             return self._move(np.append(over, z), CLOSE)
         return self._move(grip, OPEN)
+
+    def _held(self) -> bool:
+        """The cube is still in the hand: both pads touch it, or one does and it sits within 1 cm of the grip
+        point (a pad can lose contact for a step when the cube shifts between the fingers; on MuJoCo 3.3 this
+        happens at the start of a fast carry, and restarting there would drop a cube that was never lost)."""
+        contacts = self.env.finger_contacts()
+        near = np.linalg.norm(self.env.grip_pos - self.env.object_pos) < 0.01
+        return bool(contacts.all() or (contacts.any() and near))
 
 
 EXPERTS: dict[type[TabletopEnv], type[ScriptedExpert]] = {

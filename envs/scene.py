@@ -113,6 +113,20 @@ class SceneConfig:
             raise ValueError("object_mass and goal_radius must be positive")
 
 
+def _delete(spec: mujoco.MjSpec, element: mujoco.MjsBody | mujoco.MjsGeom) -> None:
+    """Remove a body (with its subtree) or a geom from ``spec`` on every MuJoCo from 3.3.0 on.
+
+    MuJoCo 3.3.x has ``MjSpec.detach_body`` and ``MjsGeom.delete``; later versions replace both with
+    ``MjSpec.delete`` (4.0 has only that). Meta-World 3.1.1 pins mujoco 3.3.0, so both forms are supported.
+    """
+    if hasattr(spec, "delete"):
+        spec.delete(element)
+    elif isinstance(element, mujoco.MjsBody):
+        spec.detach_body(element)
+    else:
+        element.delete()
+
+
 def build_model(config: SceneConfig) -> mujoco.MjModel:
     """Compile the tabletop model for one task variant."""
     xml = resources.files("robo_reward.envs").joinpath("assets", ASSET).read_text()
@@ -126,14 +140,14 @@ def build_model(config: SceneConfig) -> mujoco.MjModel:
         geom.mass = config.object_mass
         obj_body.pos = [0.0, 0.0, h]
     else:
-        spec.delete(obj_body)
+        _delete(spec, obj_body)
 
     goal = spec.body("goal")
     disc = spec.geom("goal_disc")
     if config.goal_marker == "disc":
         disc.size = [config.goal_radius, 0.0005, 0.0]
     else:
-        spec.delete(disc)
+        _delete(spec, disc)
         if config.goal_marker == "sphere":
             goal.add_geom(
                 name="goal_sphere",
