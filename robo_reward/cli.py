@@ -73,12 +73,19 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from robo_reward.bench import default_jobs, run_bench
     from robo_reward.config import load_config
+    from robo_reward.errors import UserError
 
     designs = [load_config(c, args.set) for c in args.configs]
+    names = [d.name for d in designs]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise UserError(f"the designs of a benchmark need distinct names, but {repeated} name more than one config; "
+                        "set name: in each config")
     for design in designs:
         _preflight(design)
+    from robo_reward.bench import default_jobs, run_bench
+
     out = Path(args.out or Path(designs[0].output_dir) / "bench" / "-".join(d.name for d in designs))
     table = run_bench(designs, out, seeds=args.seeds, jobs=args.jobs or default_jobs(),
                       progress=not args.no_progress)

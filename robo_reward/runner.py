@@ -4,14 +4,15 @@ A run folder holds::
 
     config.yaml          the resolved config (what ran, after --set overrides)
     checkpoints/latest   name of the newest complete checkpoint folder (switched atomically)
-    checkpoints/step_N/  agent.zip, reward.pt, replay_buffer.pkl (off-policy), state.json
+    checkpoints/step_N/  agent.zip, reward.pt, replay_buffer.pkl (off-policy), state.json; the newest two are kept
     eval.csv             evaluation on the env's own reward: success rate and return against env steps
     episodes.csv         every training episode: length, each reward term's sum, success
     tb/                  TensorBoard events (SB3 logger), wandb/ when enabled (offline)
     report.md, curves.png, summary.json
 
 A checkpoint folder is written completely before ``latest`` points at it, so a run killed at any moment resumes
-(``robo-reward train --resume RUN_DIR``) from its last complete checkpoint.
+(``robo-reward train --resume RUN_DIR``) from its last complete checkpoint; if that one was damaged afterwards
+(a truncated file, a full disk), resuming says so and continues from the previous one.
 """
 
 from __future__ import annotations

@@ -120,6 +120,10 @@ def test_train_without_config_or_with_config_and_resume(config: Path, tmp_path: 
     user_error(cli("train", config, "--resume", tmp_path), "CONFIG cannot be given with it")
 
 
+def test_bench_designs_need_distinct_names(config: Path) -> None:
+    user_error(cli("bench", config, config, "--seeds", "1"), "need distinct names", "['pend']")
+
+
 def test_debug_shows_the_traceback_before_or_after_the_command(tmp_path: Path) -> None:
     for args in (("--debug", "train", tmp_path / "nope.yaml"), ("train", tmp_path / "nope.yaml", "--debug")):
         result = cli(*args)
