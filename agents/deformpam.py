@@ -400,6 +400,7 @@ class DeformPAM:
                 self.logger.record(key, value)
             self.logger.dump(self.num_timesteps)
         if callback is not None:
+            callback.on_step()
             callback.on_training_end()
         return self
 
