@@ -60,13 +60,27 @@ COMFORT_LIMITS: dict[str, tuple[float, float]] = {
     "yaw_rate": (-0.95, 0.95), "yaw_accel": (-1.93, 1.93),
 }
 """nuPlan's comfort limits (m/s^2, m/s^3, rad/s, rad/s^2)."""
+FACTORS = ("route_lanes", "speed", "ttc", "comfort", "lane_centre", "action_change")
+"""CaRL's soft factors, each reported as ``reward/carl/<factor>``."""
 
 
-def _info_array(infos: Sequence[Mapping[str, Any]], key: str, default: float | None = None) -> np.ndarray:
-    if default is None and infos and key not in infos[0]:
-        raise KeyError(f"CaRL needs info[{key!r}] from the env on every step; the env's info has "
-                       f"{sorted(infos[0])}. Use a driving env from robo_reward.envs.driving or add the key")
-    return np.fromiter((info.get(key, default) for info in infos), dtype=np.float64, count=len(infos))
+REQUIRED = ("route_completion", "speed", "speed_limit")
+OPTIONAL = {"yaw": 0.0, "lane_offset": 0.0, "in_junction": 0.0, "outside_route_lanes": 0.0, "ttc_violation": 0.0}
+
+
+def info_table(infos: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) -> dict[str, np.ndarray]:
+    """The step infos CaRL reads as one float array per key (one pass over the rows); ``extra`` keys
+    (infraction flags) default to 0 where an env does not report them."""
+    first = infos[0]
+    missing = [k for k in REQUIRED if k not in first]
+    if missing:
+        raise KeyError(f"CaRL needs info{missing} from the env on every step; the env's info has {sorted(first)}. "
+                       "Use a driving env from robo_reward.envs.driving or add the keys")
+    keys = (*REQUIRED, *OPTIONAL, *extra)
+    defaults = (*(None for _ in REQUIRED), *OPTIONAL.values(), *(0.0 for _ in extra))
+    rows = [[info.get(k, d) for k, d in zip(keys, defaults)] for info in infos]
+    table = np.array(rows, dtype=np.float64).T
+    return dict(zip(keys, table))
 
 
 class RouteProgress:
@@ -78,16 +92,18 @@ class RouteProgress:
     def reset(self, env_mask: np.ndarray) -> None:
         self.best[env_mask] = 0.0
 
-    def delta(self, completion: np.ndarray, env_ids: np.ndarray) -> np.ndarray:
-        new = np.maximum(self.best[env_ids], np.clip(completion, 0.0, 100.0))
-        out = new - self.best[env_ids]
+    def delta(self, completion: np.ndarray, env_ids: np.ndarray | slice) -> np.ndarray:
+        old = self.best[env_ids].copy()
+        new = np.maximum(old, np.minimum(completion, 100.0))
         self.best[env_ids] = new
-        return out
+        return new - old
 
 
 class InfractionMonitor:
     """The soft-penalty state of CaRL per env: TTC and comfort holds, the lane-centre counter, the comfort
     history and the previous action; :meth:`observe` updates it and returns each factor in [0, 1].
+
+    Holds are kept as the frame number until which they last, so a step costs no per-hold countdown.
 
     :param num_envs: envs to track. :param ttc_hold: steps a TTC violation keeps halving progress.
     :param comfort_hold: steps a comfort violation stays active. :param comfort_window: smoothing window (frames).
@@ -106,92 +122,96 @@ class InfractionMonitor:
         self.ttc_hold, self.comfort_hold, self.window = int(ttc_hold), int(comfort_hold), int(comfort_window)
         self.lane_offset_m, self.lane_frames = float(lane_offset_m), int(lane_frames)
         self.overspeed_scale, self.action_change = float(overspeed_scale), action_change
-        self.ttc_left = np.zeros(num_envs, dtype=np.int64)
-        self.comfort_left = np.zeros((num_envs, len(COMFORT_LIMITS)), dtype=np.int64)
+        self.num_envs = int(num_envs)
+        self.frames = np.zeros(num_envs, dtype=np.int64)
+        self.ttc_until = np.zeros(num_envs, dtype=np.int64)
+        self.comfort_until = np.zeros((num_envs, len(COMFORT_LIMITS)), dtype=np.int64)
         self.lane_counter = np.zeros(num_envs, dtype=np.int64)
         self.history = np.zeros((num_envs, self.window, 2))  # (speed, yaw), oldest first
-        self.frames = np.zeros(num_envs, dtype=np.int64)
         self.prev_action = np.zeros((num_envs, action_dim))
         self._coeffs: dict[float, np.ndarray] = {}
         lo, hi = zip(*COMFORT_LIMITS.values())
         self._low, self._high = np.array(lo), np.array(hi)
 
     def reset(self, env_mask: np.ndarray) -> None:
-        for state in (self.ttc_left, self.comfort_left, self.lane_counter, self.frames):
+        for state in (self.frames, self.ttc_until, self.comfort_until, self.lane_counter):
             state[env_mask] = 0
 
     def _savgol(self, dt: float) -> np.ndarray:
-        """(3, window) coefficients: smoothed value, first and second derivative at the newest frame."""
+        """(window, 3) coefficients: smoothed value, first and second derivative at the newest frame."""
         if dt not in self._coeffs:
             self._coeffs[dt] = np.stack([savgol_coeffs(self.window, 2, deriv=k, delta=dt, pos=self.window - 1,
-                                                       use="dot") for k in range(3)])
+                                                       use="dot") for k in range(3)], axis=1)
         return self._coeffs[dt]
 
-    def comfort_violations(self, speed: np.ndarray, yaw: np.ndarray, dt: float, env_ids: np.ndarray) -> np.ndarray:
-        """Push the newest frame and return which of the six metrics it violates (False until the window fills)."""
+    def comfort_violations(self, speed: np.ndarray, yaw: np.ndarray, dt: float, frames: np.ndarray,
+                           env_ids: np.ndarray | slice) -> np.ndarray:
+        """Push the newest frame and return which of the six metrics it violates (False until the window fills);
+        ``frames`` counts this episode's steps including this one."""
         hist = self.history[env_ids]
-        fresh = self.frames[env_ids] == 0
-        hist[fresh] = np.stack([speed[fresh], yaw[fresh]], axis=1)[:, None, :]
-        hist = np.concatenate([hist[:, 1:], np.stack([speed, yaw], axis=1)[:, None, :]], axis=1)
-        self.history[env_ids] = hist
-        self.frames[env_ids] += 1
-        c = self._savgol(dt)
-        v, dv, ddv = np.einsum("kw,nw->kn", c, hist[:, :, 0])
-        _, w, dw = np.einsum("kw,nw->kn", c, hist[:, :, 1])
-        lat = v * w
-        jerk = np.hypot(ddv, dv * w + v * dw)
-        metrics = np.stack([dv, lat, jerk, ddv, w, dw], axis=1)
+        hist[:, :-1] = hist[:, 1:]
+        hist[:, -1, 0], hist[:, -1, 1] = speed, yaw
+        fresh = frames == 1
+        if fresh.any():
+            hist[fresh] = hist[fresh, -1:, :]
+        if isinstance(env_ids, np.ndarray):
+            self.history[env_ids] = hist
+        (v, _), (dv, w), (ddv, dw) = np.einsum("nwc,wk->kcn", hist, self._savgol(dt))
+        metrics = np.stack([dv, v * w, np.hypot(ddv, dv * w + v * dw), ddv, w, dw], axis=1)
         bad = (metrics < self._low) | (metrics > self._high)
-        return bad & (self.frames[env_ids] >= self.window)[:, None]
+        bad &= (frames >= self.window)[:, None]
+        return bad
 
-    def observe(self, infos: Sequence[Mapping[str, Any]], action: np.ndarray,
-                env_ids: np.ndarray) -> dict[str, np.ndarray]:
-        """Update the state with one step per row and return each soft factor (and the raw flags) per row."""
-        speed, limit = _info_array(infos, "speed"), _info_array(infos, "speed_limit")
-        ttc = _info_array(infos, "ttc_violation", 0.0) > 0
-        self.ttc_left[env_ids] = np.where(ttc, self.ttc_hold, self.ttc_left[env_ids])
-        ttc_active = self.ttc_left[env_ids] > 0
-        self.ttc_left[env_ids] = np.maximum(self.ttc_left[env_ids] - 1, 0)
+    def observe(self, info: Mapping[str, np.ndarray], action: np.ndarray, env_ids: np.ndarray | slice,
+                dt: float) -> dict[str, np.ndarray]:
+        """Update the state with one step per row (``info``: :func:`info_table`) and return each soft factor
+        (and the compliance flags of the nuPlan variant) per row."""
+        frames = self.frames[env_ids] + 1
+        self.frames[env_ids] = frames
+        ttc_until = np.where(info["ttc_violation"] > 0, frames + self.ttc_hold, self.ttc_until[env_ids])
+        self.ttc_until[env_ids] = ttc_until
+        ttc_active = frames < ttc_until
 
-        dt = float(infos[0].get("dt", 0.1)) if infos else 0.1
-        bad = self.comfort_violations(speed, _info_array(infos, "yaw", 0.0), dt, env_ids)
-        self.comfort_left[env_ids] = np.where(bad, self.comfort_hold, self.comfort_left[env_ids])
-        comfort_active = (self.comfort_left[env_ids] > 0).sum(axis=1)
-        self.comfort_left[env_ids] = np.maximum(self.comfort_left[env_ids] - 1, 0)
+        bad = self.comfort_violations(info["speed"], info["yaw"], dt, frames, env_ids)
+        comfort_until = np.where(bad, (frames + self.comfort_hold)[:, None], self.comfort_until[env_ids])
+        self.comfort_until[env_ids] = comfort_until
+        comfort_active = (frames[:, None] < comfort_until).sum(axis=1)
 
-        off_centre = ((_info_array(infos, "lane_offset", 0.0) > self.lane_offset_m)
-                      & ~(_info_array(infos, "in_junction", 0.0) > 0))
-        counter = np.where(off_centre, np.minimum(self.lane_counter[env_ids] + 1, self.lane_frames + 1),
-                           np.maximum(self.lane_counter[env_ids] - 1, 0))
+        off_centre = (info["lane_offset"] > self.lane_offset_m) & (info["in_junction"] <= 0)
+        counter = self.lane_counter[env_ids]
+        counter = np.where(off_centre, np.minimum(counter + 1, self.lane_frames + 1), np.maximum(counter - 1, 0))
         self.lane_counter[env_ids] = counter
 
-        overspeed = np.maximum(speed - limit, 0.0)
+        overspeed = np.maximum(info["speed"] - info["speed_limit"], 0.0)
         factors = {
-            "route_lanes": np.where(_info_array(infos, "outside_route_lanes", 0.0) > 0, 0.0, 1.0),
+            "route_lanes": (info["outside_route_lanes"] <= 0).astype(np.float64),
             "speed": np.maximum(0.0, 1.0 - overspeed / self.overspeed_scale),
-            "ttc": np.where(ttc_active, 0.5, 1.0),
-            "comfort": 1.0 - 0.5 * comfort_active / len(COMFORT_LIMITS),
-            "lane_centre": np.where(counter > self.lane_frames, 0.5, 1.0),
+            "ttc": 1.0 - 0.5 * ttc_active,
+            "comfort": 1.0 - (0.5 / len(COMFORT_LIMITS)) * comfort_active,
+            "lane_centre": 1.0 - 0.5 * (counter > self.lane_frames),
         }
         if self.action_change is not None:
-            a = np.asarray(action, dtype=np.float64).reshape(len(env_ids), -1)
-            changed = (np.abs(a - self.prev_action[env_ids]).max(axis=1) > self.action_change)
-            factors["action_change"] = np.where(changed & (self.frames[env_ids] > 1), 0.5, 1.0)
+            a = np.asarray(action, dtype=np.float64).reshape(len(frames), -1)
+            changed = np.abs(a - self.prev_action[env_ids]).max(axis=1) > self.action_change
+            factors["action_change"] = 1.0 - 0.5 * (changed & (frames > 1))
             self.prev_action[env_ids] = a
-        flags = {"ttc_compliant": ~ttc_active, "speed_compliant": overspeed <= 0.0,
-                 "comfort_compliant": comfort_active == 0}
-        return {**factors, **{k: v.astype(np.float64) for k, v in flags.items()}}
+        factors.update(ttc_compliant=(~ttc_active).astype(np.float64),
+                       speed_compliant=(overspeed <= 0.0).astype(np.float64),
+                       comfort_compliant=(comfort_active == 0).astype(np.float64))
+        return factors
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {k: getattr(self, k).copy() for k in ("ttc_left", "comfort_left", "lane_counter", "history", "frames",
-                                                     "prev_action")}
+        return {k: getattr(self, k).copy() for k in STATE_KEYS}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
         for k, v in state.items():
-            if getattr(self, k).shape != np.shape(v):
-                raise ValueError(f"CaRL state {k!r} has shape {np.shape(v)} but this reward tracks "
-                                 f"{getattr(self, k).shape}; load it into a reward bound to as many envs")
+            if k not in STATE_KEYS or getattr(self, k).shape != np.shape(v):
+                raise ValueError(f"CaRL state {k!r} (shape {np.shape(v)}) does not fit this reward (state "
+                                 f"{STATE_KEYS} for {self.num_envs} envs); load it into a reward bound to as many envs")
             getattr(self, k)[...] = v
+
+
+STATE_KEYS = ("frames", "ttc_until", "comfort_until", "lane_counter", "history", "prev_action")
 
 
 class CarlReward(Reward):
@@ -248,12 +268,16 @@ class CarlReward(Reward):
         if not batch.infos:
             raise ValueError("CaRL reads the env's step infos (route completion, speed, infractions); the batch has "
                              "none. Use it through RewardVecEnvWrapper/RewardWrapper, not a replay buffer")
-        infos, ids = batch.infos, batch.env_ids
-        delta = self.progress.delta(_info_array(infos, "route_completion"), ids)
-        f = self.monitor.observe(infos, batch.action, ids)
+        ids = batch.env_ids
+        if len(ids) == self.num_envs and np.array_equal(ids, np.arange(self.num_envs)):
+            ids = slice(None)
+        info = info_table(batch.infos, self.hint_infractions)
+        dt = float(batch.infos[0].get("dt", 0.1))
+        delta = self.progress.delta(info["route_completion"], ids)
+        f = self.monitor.observe(info, batch.action, ids, dt)
         hinted = np.zeros(batch.num, dtype=bool)
         for key in self.hint_infractions:
-            hinted |= _info_array(infos, key, 0.0) > 0
+            hinted |= info[key] > 0
         hint = -self.hint * hinted
         on_route = delta * f["route_lanes"]
         if self.variant == "nuplan":
@@ -261,11 +285,12 @@ class CarlReward(Reward):
             total = (5 * on_route + unit * (5 * f["ttc_compliant"] + 4 * f["speed_compliant"]
                                             + 2 * f["comfort_compliant"])) / 16 + hint
         else:
-            factor = f["speed"] * f["ttc"] * f["comfort"] * f["lane_centre"] * f.get("action_change", 1.0)
+            factor = f["speed"] * f["ttc"] * f["comfort"] * f["lane_centre"]
+            if "action_change" in f:
+                factor = factor * f["action_change"]
             total = on_route * factor + hint
         terms = {self.name: total, f"{self.name}/progress": delta, f"{self.name}/hint": hint}
-        factor_names = ("route_lanes", "speed", "ttc", "comfort", "lane_centre", "action_change")
-        terms.update({f"{self.name}/{k}": f[k] for k in factor_names if k in f})
+        terms.update({f"{self.name}/{k}": f[k] for k in FACTORS if k in f})
         return RewardOutput(total, terms)
 
     def state_dict(self) -> dict[str, Any]:
