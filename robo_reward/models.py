@@ -117,7 +117,7 @@ def flat(obs: Obs) -> np.ndarray:
     """Rows of a Box observation flattened to vectors (dict observations are refused with a clear error)."""
     if isinstance(obs, dict):
         raise SpaceMismatchError(f"this reward reads flat vector observations, got a dict with keys {sorted(obs)}")
-    return obs.reshape(len(obs), -1)
+    return obs if obs.ndim == 2 else obs.reshape(len(obs), -1)
 
 
 class TorchReward(Reward):
@@ -219,5 +219,7 @@ class MLPReward(TorchReward):
         return self._numpy.scores(self.features(batch))
 
     def evaluate(self, batch: TransitionBatch) -> RewardOutput:
-        total = self(batch)
+        if self.module is None:
+            raise RewardError(f"reward '{self.name}' is not bound to an env yet: wrap an env with it first")
+        total = self.infer(batch)
         return RewardOutput(total, {self.name: total})

@@ -122,8 +122,8 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
              repeats: int = 3, hidden: tuple[int, ...] = (64, 64), out: str | Path | None = None,
              learn_steps: int = 0, reward: str | None = None,
              imitation_path: str | os.PathLike[str] | None = None) -> pd.DataFrame:
-    """Measure every mode at every env count; returns (and, with ``out``, writes as CSV/markdown) steps/s and
-    ratios to raw.
+    """Measure every mode at every env count; returns (and, with ``out``, writes as CSV/markdown after each env
+    count) steps/s and ratios to raw.
 
     :param steps: env steps per timed repeat (divided among the envs). :param repeats: interleaved repeats; the
         table reports each mode's median.
@@ -164,10 +164,9 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
             rows.append({"env": env_id, "n_envs": n, "mode": m, "steps_per_s": med, "ratio_to_raw": med / raw})
         for v in venvs.values():
             v.close()
-    table = pd.DataFrame(rows)
-    if out is not None:
-        _write(table, Path(out), env_id, hidden, repeats, imitation)
-    return table
+        if out is not None:
+            _write(pd.DataFrame(rows), Path(out), env_id, hidden, repeats, imitation)
+    return pd.DataFrame(rows)
 
 
 def _write(table: pd.DataFrame, out: Path, env_id: str, hidden: tuple[int, ...], repeats: int,

@@ -36,7 +36,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
     """Pays ``extrinsic_weight * r_env + reward(s, a, s')`` in an SB3 ``VecEnv``.
 
     Reward models must see raw observations, so a ``VecNormalize`` below this wrapper is refused: put
-    ``VecNormalize`` (an inference-side transform) outside it.
+    ``VecNormalize`` (an inference-side transform) outside it. Each term also goes to ``info["reward/<term>"]``;
+    after a step, :attr:`last_terms` holds the same values as one array per term.
 
     >>> from stable_baselines3.common.env_util import make_vec_env
     >>> venv = RewardVecEnvWrapper(make_vec_env("Pendulum-v1", n_envs=2, seed=0),
@@ -65,6 +66,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._actions: np.ndarray | None = None
         self._no_flags = np.zeros(venv.num_envs, dtype=bool)
         self._no_flags.flags.writeable = False
+        self._info_keys: dict[str, str] = {}
+        self.last_terms: dict[str, np.ndarray] = {}
 
     @property
     def reward(self) -> Reward:
@@ -86,7 +89,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
             _dict_or_array(obs)
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
-        any_done = bool(dones.any())
+        any_done = np.count_nonzero(dones) > 0
         if any_done:
             ended = np.flatnonzero(dones)
             truncated = np.zeros(self.num_envs, dtype=bool)
@@ -99,12 +102,14 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         extrinsic = rewards.astype(np.float64)
         out = self.evaluator.step(TransitionBatch(self._obs, self._actions, next_obs, extrinsic, terminated,
                                                   truncated, infos))
-        for key, values in out.terms.items():
-            key = f"reward/{key}"
+        keys = self._info_keys
+        for term, values in out.terms.items():
+            key = keys.get(term) or keys.setdefault(term, f"reward/{term}")
             for info, value in zip(infos, values.tolist()):
                 info[key] = value
         for info, value in zip(infos, extrinsic.tolist()):
             info[ORIGINAL_REWARD] = value
+        self.last_terms = out.terms
         if any_done:
             self.evaluator.reset(obs, dones.astype(bool))
         self._obs = obs
@@ -302,7 +307,7 @@ class RewardCallback(BaseCallback):
 
     On training start it passes ``model.gamma`` to the reward (a shaping term configured with another gamma
     raises) and attaches the reward to a relabelling replay buffer. Every step it sums each ``reward/<term>`` per
-    episode; at each episode end it records the sums (``reward/<term>`` means in the SB3 logger) and appends them
+    episode (from the wrapper's :attr:`~RewardVecEnvWrapper.last_terms`, one array per term, not per env); at each episode end it records the sums (``reward/<term>`` means in the SB3 logger) and appends them
     to :attr:`episodes`, with the env's ``is_success`` and ``progress`` at the last step where it reports them.
     Each term that learns online (alone or inside a composite) is updated every ``update_every`` steps of its
     own; the metrics go to ``reward_update/`` (``reward_update/<term>/<metric>`` for a nested term).
@@ -328,14 +333,18 @@ class RewardCallback(BaseCallback):
             self._lengths = np.zeros(self.training_env.num_envs)
 
     def _on_step(self) -> bool:
+        assert self.wrapper is not None
         infos: list[dict[str, Any]] = self.locals["infos"]
         dones = np.asarray(self.locals["dones"], dtype=bool)
-        for key in infos[0]:
-            if key.startswith("reward/"):
-                self._sums.setdefault(key, np.zeros(len(infos)))
-                self._sums[key] += [info[key] for info in infos]
+        keys = self.wrapper._info_keys
+        for term, values in self.wrapper.last_terms.items():
+            key = keys[term]
+            sums = self._sums.get(key)
+            if sums is None:
+                sums = self._sums[key] = np.zeros(len(values))
+            sums += values
         self._lengths += 1
-        for i in np.flatnonzero(dones):
+        for i in np.flatnonzero(dones) if np.count_nonzero(dones) else ():
             episode = {"timestep": float(self.num_timesteps), "env": float(i), "length": float(self._lengths[i])}
             for key, sums in self._sums.items():
                 episode[key] = float(sums[i])
@@ -346,7 +355,6 @@ class RewardCallback(BaseCallback):
                     episode[key] = float(infos[i][key])
             self.episodes.append(episode)
             self._lengths[i] = 0
-        assert self.wrapper is not None
         if self.wrapper.evaluator.update_due:
             for key, value in self.wrapper.evaluator.run_update().items():
                 self.logger.record(f"reward_update/{key}", value)
