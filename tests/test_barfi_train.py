@@ -23,6 +23,7 @@ def _phi2(head: BlendHead, obs: np.ndarray) -> np.ndarray:
         return head.phi(head.features(torch.from_numpy(obs)))[1].numpy()
 
 
+@pytest.mark.slow
 def test_train_from_config_then_export_the_blend_to_ppo(tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "gridworld" / "bad" / "barfi.yaml",
                       ["budget.total_timesteps=1200", "budget.checkpoint_every=600", "eval.every=600",
@@ -48,6 +49,7 @@ def test_train_from_config_then_export_the_blend_to_ppo(tmp_path: Path) -> None:
     assert "reward/blend" in episodes and "reward/blend/phi2" in episodes
 
 
+@pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "cartpole" / "bad" / "barfi.yaml",
                       ["budget.total_timesteps=800", "budget.checkpoint_every=400", "eval.every=400",
