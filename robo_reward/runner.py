@@ -276,7 +276,7 @@ class TrainingRun:
         _check_agent_kwargs(agent.algo, algo, agent.kwargs)
         kwargs = self._agent_kwargs()
         try:
-            return algo(resolve_policy(agent.policy), venv, seed=self.seed, verbose=0, **kwargs)
+            model = algo(resolve_policy(agent.policy), venv, seed=self.seed, verbose=0, **kwargs)
         except (TypeError, ValueError, AssertionError) as exc:
             if isinstance(exc, UserError):
                 raise
@@ -284,6 +284,19 @@ class TrainingRun:
             raise ConfigError(f"agent {agent.algo} (policy {agent.policy!r}) cannot be built on env "
                               f"{self.cfg.env.id!r} with agent.kwargs {agent.kwargs}: {type(exc).__name__}: {exc}; "
                               "fix agent.algo, agent.policy or agent.kwargs") from exc
+        self._check_discount(model)
+        return model
+
+    def _check_discount(self, model: BaseAlgorithm) -> None:
+        """Hand the learner's gamma to the reward now (RewardCallback does it again at training start), so a
+        shaping term configured with another gamma is a ConfigError before the run folder exists."""
+        gamma = getattr(model, "gamma", None)
+        if self.reward is None or gamma is None:
+            return
+        try:
+            self.reward.set_discount(float(gamma))
+        except ValueError as exc:
+            raise ConfigError(f"reward.terms do not fit agent {self.cfg.agent.algo} (gamma={gamma}): {exc}") from exc
 
     def _warm_start(self, model: BaseAlgorithm) -> None:
         from robo_reward.datasets import load_demos

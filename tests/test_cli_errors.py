@@ -180,6 +180,10 @@ def test_reward_kwargs_that_do_not_fit(config: Path, tmp_path: Path) -> None:
     assert not run_dir.exists(), "a config that cannot be built leaves no run folder"
     user_error(cli("train", config, "--set", "reward.terms.0.dleta=[0]"),
                "reward.terms[0] ('goal_distance') cannot be built", "dleta")
+    shaping = "reward.terms=[{name: potential_shaping, gamma: 0.9, potential: {name: goal_distance, delta: [0]}}]"
+    user_error(cli("train", config, "--set", shaping, "--run-dir", run_dir),
+               "reward.terms do not fit agent PPO (gamma=0.99)", "configured with gamma=0.9")
+    assert not run_dir.exists()
 
 
 @pytest.mark.slow
