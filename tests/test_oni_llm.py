@@ -33,7 +33,7 @@ class Server:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.bodies.append((self.path, body))
                 if owner.delay:
@@ -50,7 +50,8 @@ class Server:
                 else:
                     message = prompt.split("Here is a message the game printed:")[1]
                     reply = "Reasoning. FOO" if "kill" in message else "Reasoning. BAR"
-                self._send(200, json.dumps({"choices": [{"message": {"role": "assistant", "content": reply}}]}).encode())
+                choice = {"message": {"role": "assistant", "content": reply}}
+                self._send(200, json.dumps({"choices": [choice]}).encode())
 
             def _send(self, code: int, data: bytes) -> None:
                 try:

@@ -68,7 +68,7 @@ def decode_message(message: np.ndarray) -> str:
     return bytes(np.asarray(message, dtype=np.uint8)).split(b"\0", 1)[0].decode("latin-1")
 
 
-def _make_nle(task: str, **kwargs: Any) -> gym.Env:
+def _make_nle(task: str, **kwargs: Any) -> Any:
     from nle.env import tasks
 
     if task.startswith("staircase_lvl"):
@@ -95,7 +95,7 @@ class NetHackTextEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     :param render_mode: ``None`` or ``"ansi"`` (the map as text).
     """
 
-    metadata = {"render_modes": ["ansi"]}
+    metadata = {"render_modes": ["ansi"]}  # noqa: RUF012 (gymnasium declares it a plain class attribute)
 
     def __init__(self, task: str = "score", *, crop: int = 9, character: str = "mon-hum-neu-mal",
                  render_mode: str | None = None) -> None:
@@ -171,7 +171,7 @@ class NetHackTextEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         obs = self._observe(raw)
         return obs, float(reward), bool(terminated), bool(truncated), self._info()
 
-    def render(self) -> str | None:
+    def render(self) -> str | None:  # type: ignore[override]
         if self.render_mode != "ansi":
             return None
         half = self.crop // 2

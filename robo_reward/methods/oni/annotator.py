@@ -153,7 +153,7 @@ class LLMAnnotator(Annotator):
 
     def __init__(self, *, base_url: str = "http://localhost:8000/v1", model: str = "Meta-Llama-3.1-8B-Instruct",
                  temperature: float = 0.1, timeout: float = 60.0, max_tokens: int = 256, concurrency: int = 8,
-                 api_key: str | None = None, fallback: Annotator | None | str = "keyword") -> None:
+                 api_key: str | None = None, fallback: Annotator | str | None = "keyword") -> None:
         if not base_url.startswith(("http://", "https://")):
             raise ValueError(f"base_url must start with http:// or https://, got {base_url!r}")
         if timeout <= 0 or concurrency < 1:
@@ -161,9 +161,9 @@ class LLMAnnotator(Annotator):
         self.url = base_url.rstrip("/") + "/chat/completions"
         self.model, self.temperature, self.timeout = model, float(temperature), float(timeout)
         self.max_tokens, self.concurrency, self.api_key = int(max_tokens), int(concurrency), api_key
-        self.fallback = KeywordAnnotator() if fallback == "keyword" else fallback
-        if self.fallback is not None and not isinstance(self.fallback, Annotator):
+        if fallback is not None and not isinstance(fallback, Annotator) and fallback != "keyword":
             raise TypeError(f"fallback must be an Annotator, 'keyword' or None, got {fallback!r}")
+        self.fallback: Annotator | None = KeywordAnnotator() if isinstance(fallback, str) else fallback
         self.requests = self.failures = self.fallbacks = self.unparsed = 0
         self.last_error = ""
 

@@ -95,16 +95,17 @@ class ONIReward(Reward, abc.ABC):
         self._dropped_seen = 0
         self._rows = self._known_rows = 0
         self._last_metrics_time = time.perf_counter()
-        self._last_labelled = 0
+        self._last_labelled = 0.0
 
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         keys = (self.message_key, self.count_key)
-        if not isinstance(observation_space, gym.spaces.Dict) or any(k not in observation_space.spaces for k in keys):
-            have = list(observation_space.spaces) if isinstance(observation_space, gym.spaces.Dict) else observation_space
+        is_dict = isinstance(observation_space, gym.spaces.Dict)
+        if not is_dict or any(k not in observation_space.spaces for k in keys):  # type: ignore[attr-defined]
+            have = list(observation_space.spaces) if is_dict else observation_space  # type: ignore[attr-defined]
             raise SpaceMismatchError(f"ONI reads observation keys {list(keys)} (message bytes and per-episode count) "
                                      f"but the env observes {have}; use a robo_reward/NetHack*-v0 env or set "
                                      "message_key/count_key")
-        self.message_bytes = int(observation_space[self.message_key].shape[-1])
+        self.message_bytes = int((observation_space[self.message_key].shape or (256,))[-1])  # type: ignore[index]
 
     # -- the step path ------------------------------------------------------------------------------------
     def _refresh_labels(self) -> None:
@@ -135,7 +136,7 @@ class ONIReward(Reward, abc.ABC):
         fresh = [int(i) for i in rows if int(hashes[i]) not in self._submitted]
         if not fresh:
             return
-        texts = {}
+        texts: dict[int, str] = {}
         for i in fresh:
             texts.setdefault(int(hashes[i]), bytes(msgs[i]).split(b"\0", 1)[0].decode("latin-1"))
         self._submitted.update(texts)
