@@ -227,7 +227,7 @@ class DeformPAM:
 
         def act(obs: np.ndarray, _: int) -> np.ndarray:
             chosen = [annotator.top(o.astype(np.float64), m) for o in obs]
-            for o, acts in zip(obs, chosen):
+            for o, acts in zip(obs, chosen, strict=True):
                 states.extend([o] * len(acts))
                 actions.extend(acts)
             return np.stack([acts[0] for acts in chosen])
@@ -258,7 +258,7 @@ class DeformPAM:
             proposals.select(obs)
             assert proposals.last_candidates is not None
             pairs = []
-            for o, cands in zip(obs, proposals.last_candidates):
+            for o, cands in zip(obs, proposals.last_candidates, strict=True):
                 pool = np.concatenate([annotator(o.astype(np.float64))[None], cands])
                 for _ in range(cfg["pairs_per_state"]):
                     i, j = rng.choice(len(pool), 2, replace=False)
@@ -277,7 +277,7 @@ class DeformPAM:
 
     def _split(self, store: PreferenceStore) -> tuple[list[PreferencePair], list[PreferencePair]]:
         pairs = store.load()
-        cut = int(round(self.config["pref_episodes"] * (1 - self.config["heldout_fraction"])))
+        cut = round(self.config["pref_episodes"] * (1 - self.config["heldout_fraction"]))
         train = [p for p in pairs if p.meta["episode"] < cut]
         held = [p for p in pairs if p.meta["episode"] >= cut]
         return train, held
@@ -381,7 +381,7 @@ class DeformPAM:
     def selection_seconds(self, repeats: int = 20) -> float:
         """Wall time of one selection on one state (sampling K candidates and scoring them), median."""
         assert self.env is not None
-        obs = self.env.reset()[:1]
+        obs = np.asarray(self.env.reset())[:1]
         self.predict(obs)
         times = []
         for _ in range(repeats):

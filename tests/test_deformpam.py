@@ -153,7 +153,7 @@ class OracleScorer:
 
     def __call__(self, s: torch.Tensor, c: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         return torch.as_tensor(np.stack([score_gains(si.double().numpy(), ci.double().numpy())
-                                         for si, ci in zip(s, c)]))
+                                         for si, ci in zip(s, c, strict=True)]))
 
 
 def test_best_of_n_with_an_oracle_beats_random_selection_in_a_gym_loop() -> None:

@@ -28,7 +28,7 @@ def test_store_round_trips_float32_exactly_and_appends(tmp_path: Path) -> None:
     store.append(pairs[2:])
     back = store.load()
     assert len(store) == 3 and store.counts() == {"win": 1, "lose": 1, "equal": 1}
-    for a, b in zip(pairs, back):
+    for a, b in zip(pairs, back, strict=True):
         assert a.context is not None and b.context is not None
         np.testing.assert_array_equal(a.context, b.context)
         np.testing.assert_array_equal(a.first, b.first)

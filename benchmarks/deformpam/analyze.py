@@ -32,7 +32,10 @@ def ci(values: np.ndarray, digits: int = 3) -> str:
 
 def permutation_p(x: np.ndarray, y: np.ndarray, higher_is_better: bool = True) -> float:
     """One-sided p of mean(x) > mean(y) (or < for lower-is-better) under exchangeable seeds."""
-    res = stats.permutation_test((x, y), lambda a, b: np.mean(a) - np.mean(b), permutation_type="independent",
+    if min(len(x), len(y)) < 2:
+        return float("nan")
+    res = stats.permutation_test((x, y), lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+                                 permutation_type="independent", vectorized=True,
                                  alternative="greater" if higher_is_better else "less", n_resamples=100_000)
     return float(res.pvalue)
 
@@ -40,6 +43,8 @@ def permutation_p(x: np.ndarray, y: np.ndarray, higher_is_better: bool = True) -
 def trainer_logs(bench: Path, design: str) -> pd.DataFrame:
     rows = []
     for csv in sorted((bench / "runs" / design).glob("seed*/tb/progress.csv")):
+        if csv.stat().st_size == 0 or not (csv.parent.parent / "summary.json").exists():
+            continue
         frame = pd.read_csv(csv)
         if len(frame):
             rows.append(frame.iloc[-1])

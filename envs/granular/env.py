@@ -28,7 +28,7 @@ class GranularSweepEnv(gym.Env[np.ndarray, np.ndarray]):
     :param spread: standard deviation of the initial round pile.
     """
 
-    metadata = {"render_modes": ["rgb_array"]}
+    metadata = {"render_modes": ["rgb_array"]}  # noqa: RUF012  (gymnasium declares it an instance attribute)
     has_success = True
 
     def __init__(self, n_particles: int = 300, horizon: int = 10, threshold: float = 0.6, spread: float = 0.08,
@@ -80,7 +80,7 @@ class GranularSweepEnv(gym.Env[np.ndarray, np.ndarray]):
                         steps_to_threshold=float(self._reached if self._reached is not None else self.horizon + 1))
         return self._obs(), self._iou - before, False, truncated, info
 
-    def render(self) -> np.ndarray:
+    def render(self) -> np.ndarray:  # type: ignore[override]
         """The target in blue, the occupied cells in orange (their overlap in green), ``(GRID, GRID, 3)`` uint8."""
         from robo_reward.envs.granular.sweep import occupancy
 

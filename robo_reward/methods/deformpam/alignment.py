@@ -71,10 +71,10 @@ def train_dpo(reference: PrimitiveDiffusion, states: np.ndarray, winners: np.nda
     s, w, l_ = (torch.as_tensor(np.asarray(x, np.float32)) for x in (states, winners, losers))
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(policy.parameters(), lr=lr, betas=(0.9, 0.95), weight_decay=0.0)
-    t_max = max(1, int(round(policy.steps * t_fraction)))
+    t_max = max(1, round(policy.steps * t_fraction))
     history = []
     policy.train()
-    for step in range(steps):
+    for _ in range(steps):
         idx = torch.randint(0, len(s), (min(batch_size, len(s)),), generator=gen)
         t = torch.randint(0, t_max, (len(idx),), generator=gen)
         eps = torch.randn(len(idx), policy.action_dim, generator=gen)
