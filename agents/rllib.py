@@ -470,7 +470,7 @@ def scaling_benchmark(cfg: ExperimentConfig, runners: Sequence[int], *, steps: i
     ray = _ray()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    init_local_ray(int(cfg.agent.rllib.get("num_cpus", max(runners) + 1)))
+    init_local_ray(2 * max(runners) + 2)  # logical CPUs: both algorithms' runners and a learner stay placed
     raw_cfg = cfg.model_copy(deep=True)
     raw_cfg.reward.terms, raw_cfg.reward.extrinsic_weight = [], 1.0
     rows = []
