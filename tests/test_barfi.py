@@ -23,7 +23,7 @@ from robo_reward.methods.barfi import (
 )
 from robo_reward.protocol import TransitionBatch
 from robo_reward.registry import make_reward
-from robo_reward.sb3 import RewardVecEnvWrapper
+from robo_reward.sb3 import RewardCallback, RewardVecEnvWrapper
 
 UP, DOWN, LEFT, RIGHT = 0, 1, 2, 3
 
@@ -384,3 +384,22 @@ def test_trainer_rejects_what_it_cannot_learn() -> None:
         BARFI("LinearSoftmax", DummyVecEnv([lambda: gym.make("Pendulum-v1")]))
     with pytest.raises(ValueError, match="buffer_size"):
         BARFI("LinearSoftmax", _venv("robo_reward/GridWorldBadAux-v0", n=1), buffer_size=3, delta=3)
+
+
+@pytest.mark.parametrize("config", ["mountaincar/barfi.yaml", "mountaincar/naive.yaml", "gridworld/good/barfi.yaml",
+                                    "cartpole/bad/potential.yaml"])
+def test_configs_build_a_trainer_that_steps(config: str) -> None:
+    from pathlib import Path
+
+    from robo_reward.config import load_config
+    from robo_reward.runner import TrainingRun
+
+    cfg = load_config(Path(__file__).resolve().parents[1] / "configs" / "barfi" / config)
+    run = TrainingRun(cfg, "unused", seed=0)
+    venv = run._build_env()
+    model = BARFI(cfg.agent.policy, venv, seed=0, **cfg.agent.kwargs)
+    callback = RewardCallback() if run.reward is not None else None
+    model.learn(40, callback=callback)
+    assert model.num_timesteps == 40 and model.features.dim > 0
+    if callback is not None:
+        assert run.reward.gamma == model.gamma  # type: ignore[union-attr]
