@@ -15,6 +15,7 @@ import numpy as np
 
 from robo_reward.protocol import Obs, Reward, RewardOutput, TransitionBatch, check_finite
 from robo_reward.registry import build_reward
+from robo_reward.shaping import _unique_labels
 
 EXTRINSIC = "extrinsic"
 
@@ -80,7 +81,7 @@ class RewardEvaluator:
 
             load_reward_state(self.reward, self.checkpoint)
         found = self.reward.learners()
-        labels = [""] if found == [self.reward] else _unique_labels([r.name for r in found])
+        labels = [""] if found == [self.reward] else _unique_labels(found)
         self.learners = [_Learner(r, label) for r, label in zip(found, labels, strict=True)]
 
     def reset(self, obs: Obs, env_mask: np.ndarray) -> None:
@@ -112,7 +113,7 @@ class RewardEvaluator:
     @property
     def update_due(self) -> bool:
         """Whether some learned term has reached its ``update_every``."""
-        return any(learner.steps >= learner.every for learner in self.learners)
+        return any(learner.due for learner in self.learners)
 
     @property
     def pending_rows(self) -> int:
@@ -133,13 +134,3 @@ class RewardEvaluator:
                 self.num_updates += 1
         return metrics
 
-
-def _unique_labels(names: list[str]) -> list[str]:
-    labels: list[str] = []
-    for name in names:
-        label, k = name, 1
-        while label in labels:
-            k += 1
-            label = f"{name}_{k}"
-        labels.append(label)
-    return labels

@@ -126,7 +126,7 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
     count) steps/s and ratios to raw.
 
     :param steps: env steps per timed repeat (divided among the envs). :param repeats: interleaved repeats; the
-        table reports each mode's median.
+        table reports each mode's median and the quartiles of its per-repeat ratios to raw.
     :param learn_steps: also time SB3 PPO training on the raw env and with the batched MLP reward (the cost a user
         sees in a training run, where the policy's own per-step work dilutes the reward's).
     :param reward: time this registered reward (default kwargs) instead of the MLP rewards, as mode
@@ -159,9 +159,11 @@ def run_perf(env_id: str = "HalfCheetah-v5", n_envs: tuple[int, ...] = (1, 8), s
                 rates["ppo_raw"].append(_ppo_steps_per_second(venvs["raw"], learn_steps))
                 rates[f"ppo_{modes[2]}"].append(_ppo_steps_per_second(venvs[modes[2]], learn_steps))
         for m, values in rates.items():
-            med = float(np.median(values))
-            raw = float(np.median(rates["ppo_raw" if m.startswith("ppo_") else "raw"]))
-            rows.append({"env": env_id, "n_envs": n, "mode": m, "steps_per_s": med, "ratio_to_raw": med / raw})
+            raw_values = rates["ppo_raw" if m.startswith("ppo_") else "raw"]
+            paired = np.asarray(values) / np.asarray(raw_values)
+            rows.append({"env": env_id, "n_envs": n, "mode": m, "steps_per_s": float(np.median(values)),
+                         "ratio_to_raw": float(np.median(values) / np.median(raw_values)),
+                         "ratio_q25": float(np.quantile(paired, 0.25)), "ratio_q75": float(np.quantile(paired, 0.75))})
         for v in venvs.values():
             v.close()
         if out is not None:
@@ -177,7 +179,10 @@ def _write(table: pd.DataFrame, out: Path, env_id: str, hidden: tuple[int, ...],
         f"# Reward-path speed on {env_id} (MLP hidden {list(hidden)}, torch threads 1, process CPU time, "
         f"median of {repeats} interleaved repeats)", "",
         f"imitation side-by-side: {f'imitation {imitation}' if imitation else 'not importable, not measured'}", "",
-        "| n_envs | mode | env steps/s | ratio to raw |", "|---|---|---|---|",
+        "ratio to raw: median steps/s over raw's median; IQR: quartiles of the per-repeat ratios (each repeat runs "
+        "every mode back to back, so its ratio is paired)", "",
+        "| n_envs | mode | env steps/s | ratio to raw | IQR of paired ratios |", "|---|---|---|---|---|",
     ]
-    lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_raw:.2f} |" for r in table.itertuples()]
+    lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_raw:.2f} | "
+              f"{r.ratio_q25:.2f}-{r.ratio_q75:.2f} |" for r in table.itertuples()]
     (out / "perf.md").write_text("\n".join(lines) + "\n")

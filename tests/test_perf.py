@@ -16,11 +16,14 @@ def test_perf_table_has_every_mode_and_ratios_to_raw(tmp_path) -> None:
     table = run_perf("Pendulum-v1", n_envs=(1, 2), steps=40, repeats=1, hidden=(8, 8), out=tmp_path / "perf")
     modes = {"raw", "numpy", "batched_mlp", "batched_mlp_torch", "per_env_mlp"}
     assert modes <= set(table["mode"]) and sorted(set(table["n_envs"])) == [1, 2]
-    assert (table.loc[table["mode"] == "raw", "ratio_to_raw"] == 1.0).all()
+    raw = table[table["mode"] == "raw"]
+    assert (raw["ratio_to_raw"] == 1.0).all() and (raw["ratio_q25"] == 1.0).all() and (raw["ratio_q75"] == 1.0).all()
+    assert (table["ratio_q25"] <= table["ratio_q75"]).all()
     assert (table["steps_per_s"] > 0).all()
     written = pd.read_csv(tmp_path / "perf" / "perf.csv")
     assert len(written) == len(table)
     assert "| 2 | batched_mlp |" in (tmp_path / "perf" / "perf.md").read_text()
+    assert list(written.columns) == list(table.columns)
 
 
 def test_perf_times_a_registered_reward_instead() -> None:
