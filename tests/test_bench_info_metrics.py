@@ -101,3 +101,16 @@ def test_bench_table_reports_info_metrics_with_ci(tmp_path: Path) -> None:
     counting = next(line for line in md.splitlines() if line.startswith("| counting"))
     assert "2.5 [2.5, 2.5]" in counting
     assert header.count("|") == counting.count("|")
+
+
+def test_normalized_return_scores_the_episode_at_its_last_step_only() -> None:
+    from robo_reward.metrics import NormalizedReturn
+
+    env = NormalizedReturn(_Counting(), low=1.0, high=3.0)  # 5 steps of reward 1: R = 5 -> (5 - 1) / 2 = 2
+    for _ in range(2):  # the return restarts with each episode
+        env.reset(seed=0)
+        infos = [env.step(0)[-1] for _ in range(EPISODE)]
+        assert all("normalized_return" not in info for info in infos[:-1])
+        assert infos[-1]["episode_return"] == 5.0 and infos[-1]["normalized_return"] == pytest.approx(2.0)
+    with pytest.raises(ValueError, match="low != high"):
+        NormalizedReturn(_Counting(), low=1.0, high=1.0)
