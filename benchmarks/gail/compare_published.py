@@ -71,7 +71,7 @@ def main() -> None:
               "| method | source | log rows | grad norm (mean) | grad norm (max) | D(policy) | D(expert) |",
               "|---|---|---|---|---|---|---|"]
     for _, r in disc.iterrows():
-        lines.append(f"| {r['method']} | {r['source']} | {r["rows"]} | {r['grad norm (mean)']:.2f} | "
+        lines.append(f"| {r['method']} | {r['source']} | {r['rows']} | {r['grad norm (mean)']:.2f} | "
                      f"{r['grad norm (max)']:.2f} | {r['D(policy)']:.3f} | {r['D(expert)']:.3f} |")
     (HERE / "inverted_pendulum" / "partial.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
