@@ -8,7 +8,8 @@ finished runs are skipped when the same benchmark is started again, so a killed 
 The table reports, per design, the final success rate and return as IQM with 95% bootstrap CIs over seeds, the
 env steps to reach the success (or return) threshold, the env steps its mean curve needs to reach the baseline's
 final level (and that as a fraction of the baseline's budget), the probability of improving on the baseline,
-and wall time.
+wall time, and each ``eval.info_metrics`` key's final value (the env's ``info[key]`` at the final evaluation's
+episode ends: ``final_info/<key>`` in each run's summary) as IQM with its 95% CI.
 """
 
 from __future__ import annotations
