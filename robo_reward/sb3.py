@@ -334,7 +334,6 @@ class RewardCallback(BaseCallback):
 
     def _on_step(self) -> bool:
         assert self.wrapper is not None
-        infos: list[dict[str, Any]] = self.locals["infos"]
         dones = np.asarray(self.locals["dones"], dtype=bool)
         keys = self.wrapper._info_keys
         for term, values in self.wrapper.last_terms.items():
@@ -344,7 +343,15 @@ class RewardCallback(BaseCallback):
                 sums = self._sums[key] = np.zeros(len(values))
             sums += values
         self._lengths += 1
-        for i in np.flatnonzero(dones) if np.count_nonzero(dones) else ():
+        if np.count_nonzero(dones):
+            self._end_episodes(np.flatnonzero(dones), self.locals["infos"])
+        if self.wrapper.evaluator.update_due:
+            for key, value in self.wrapper.evaluator.run_update().items():
+                self.logger.record(f"reward_update/{key}", value)
+        return True
+
+    def _end_episodes(self, ended: np.ndarray, infos: list[dict[str, Any]]) -> None:
+        for i in ended:
             episode = {"timestep": float(self.num_timesteps), "env": float(i), "length": float(self._lengths[i])}
             for key, sums in self._sums.items():
                 episode[key] = float(sums[i])
@@ -355,7 +362,3 @@ class RewardCallback(BaseCallback):
                     episode[key] = float(infos[i][key])
             self.episodes.append(episode)
             self._lengths[i] = 0
-        if self.wrapper.evaluator.update_due:
-            for key, value in self.wrapper.evaluator.run_update().items():
-                self.logger.record(f"reward_update/{key}", value)
-        return True
