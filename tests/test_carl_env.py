@@ -176,3 +176,18 @@ def test_configs_pair_minibatch_sizes_over_the_same_rollout() -> None:
     assert not cfgs["additive_mb64"].reward.terms and cfgs["additive_mb64"].reward.extrinsic_weight == 1.0
     assert cfgs["carl_mb64"].reward.terms == [{"name": "carl"}] and cfgs["carl_mb64"].reward.extrinsic_weight == 0.0
     assert cfgs["carl_beta_mb64"].agent.policy.endswith(":BetaPolicy")
+
+
+@pytest.mark.parametrize("env_id", ["robo_reward/DrivingRoute-v0", "robo_reward/LineRoute-v0"])
+def test_envs_pass_gymnasiums_checker(env_id: str) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    check_env(gym.make(env_id).unwrapped, skip_render_check=True)
+
+
+def test_perf_times_a_registered_reward() -> None:
+    from robo_reward.perf import run_perf
+
+    table = run_perf("robo_reward/DrivingRoute-v0", n_envs=(2,), steps=40, repeats=1, reward="carl")
+    assert list(table["mode"]) == ["raw", "numpy", "reward:carl"]
+    assert (table["steps_per_s"] > 0).all()
