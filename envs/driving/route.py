@@ -6,10 +6,9 @@ in the road's Frenet frame ``(s, d, psi)`` with a kinematic bicycle model at 10 
 Same-direction traffic follows the Intelligent Driver Model (IDM, reacting to each other and to the ego);
 oncoming traffic drives the opposite lane at constant speed.
 
-Why not highway-env: ``highway-env==1.12.1`` resolves beside the pinned packages, but its per-step cost is
-~1-2 ms of pure Python per env (road-graph queries, per-vehicle objects), while this env steps in ~0.1 ms
-(``benchmarks/carl/NOTE.md`` records both), which is what makes the 20-run minibatch benchmark fit on 2 shared
-CPU cores; and route completion, lane-relative offsets and the CaRL infractions come out of a Frenet model
+Why not highway-env: ``highway-env==1.12.1`` resolves beside the pinned packages, but ``highway-fast-v0`` with
+continuous actions measured ~59 ms of CPU per policy step here, while this env steps in ~0.1-0.15 ms
+(``benchmarks/carl/NOTE.md``), which is what makes the 20-run minibatch benchmark fit on 2 shared CPU cores; and route completion, lane-relative offsets and the CaRL infractions come out of a Frenet model
 directly. The geometry is a reconstruction: boxes are compared in Frenet coordinates (exact on a straight road,
 a small error on the gentle curves used), and there are no junctions, traffic lights or stop signs.
 
