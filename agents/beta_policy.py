@@ -37,6 +37,8 @@ class BetaDistribution(Distribution):
     :param action_dim: number of action dimensions.
     """
 
+    distribution: Beta  # type: ignore[assignment]
+
     def __init__(self, action_dim: int) -> None:
         super().__init__()
         self.action_dim = int(action_dim)
@@ -96,10 +98,11 @@ class BetaPolicy(ActorCriticPolicy):
     def _build(self, lr_schedule: Any) -> None:
         super()._build(lr_schedule)
         self.action_dist = BetaDistribution(int(np.prod(self.action_space.shape)))  # type: ignore[arg-type]
-        self.action_net = self.action_dist.proba_distribution_net(self.mlp_extractor.latent_dim_pi)
+        head = nn.Linear(self.mlp_extractor.latent_dim_pi, 2 * self.action_dist.action_dim)
         if self.ortho_init:
-            nn.init.orthogonal_(self.action_net.weight, gain=0.01)
-            nn.init.zeros_(self.action_net.bias)
+            nn.init.orthogonal_(head.weight, gain=0.01)
+            nn.init.zeros_(head.bias)
+        self.action_net = head
         del self.log_std
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1),  # type: ignore[call-arg]
                                               **self.optimizer_kwargs)

@@ -188,7 +188,7 @@ def test_envs_are_independent_and_reset_per_env() -> None:
     r.reset(np.zeros((2, 2)), np.ones(2, bool))
 
     def batch(rc: list[float], ttc: list[bool]) -> TransitionBatch:
-        infos = [{**BASE, "route_completion": c, "ttc_violation": t} for c, t in zip(rc, ttc)]
+        infos = [{**BASE, "route_completion": c, "ttc_violation": t} for c, t in zip(rc, ttc, strict=True)]
         return TransitionBatch(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), np.zeros(2),
                                np.zeros(2, bool), np.zeros(2, bool), infos=infos)
 

@@ -104,14 +104,14 @@ def test_carl_factors_stay_in_unit_interval_on_random_driving() -> None:
     seen = {k: [] for k in factors}
     ends = 0
     for _ in range(400):
-        _, rewards, dones, infos = venv.step(rng.uniform(-0.3, 1.0, (4, 2)))
+        _, _, dones, infos = venv.step(rng.uniform(-0.3, 1.0, (4, 2)))
         ends += int(dones.sum())
         for info in infos:
             for k in factors:
                 seen[k].append(info[f"reward/carl/{k}"])
             assert info["reward/carl/progress"] >= 0.0
     for k, v in seen.items():
-        assert 0.0 <= min(v) and max(v) <= 1.0, k
+        assert min(v) >= 0.0 and max(v) <= 1.0, k
     assert ends > 0 and min(seen["comfort"]) < 1.0
 
 

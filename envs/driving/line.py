@@ -38,7 +38,7 @@ class LineRouteEnv(gym.Env):
     :param script: step number -> info entries to set on that step.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012  (Gymnasium declares it an instance attribute)
 
     def __init__(self, *, route_length: float = 100.0, speed_limit: float = 10.0, dt: float = 0.1,
                  max_speed: float = 30.0, script: Mapping[int, Mapping[str, Any]] | None = None) -> None:
@@ -50,7 +50,8 @@ class LineRouteEnv(gym.Env):
         if unknown:
             raise ValueError(f"script sets unknown info keys {sorted(unknown)}; known: {sorted(FLAGS)}, "
                              "lane_offset, yaw, speed")
-        self.action_space = spaces.Box(0.0, float(max_speed), (1,), np.float32)
+        self.max_speed = float(max_speed)
+        self.action_space = spaces.Box(0.0, self.max_speed, (1,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (2,), np.float32)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[np.ndarray, dict]:
@@ -74,7 +75,7 @@ class LineRouteEnv(gym.Env):
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         self.t += 1
-        self.v = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, self.action_space.high[0]))
+        self.v = float(np.clip(np.asarray(action, dtype=np.float64).reshape(-1)[0], 0.0, self.max_speed))
         self.x += self.v * self.dt
         info = self._info(self.script.get(self.t, {}))
         terminated = bool(info["collision"] or info["off_road"])

@@ -117,7 +117,7 @@ class DrivingRouteEnv(gym.Env):
     :param dt: step length (s).
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012  (Gymnasium declares it an instance attribute)
     has_success = True
 
     def __init__(self, *, route_length: float = 250.0, speed_limits: tuple[float, ...] = (8.33, 11.11, 13.89),
@@ -135,7 +135,7 @@ class DrivingRouteEnv(gym.Env):
         self.n_same, self.n_oncoming = int(n_same), int(n_oncoming)
         self.max_curvature, self.dt = float(max_curvature), float(dt)
         self.ttc_times = tuple(np.arange(0.25, ttc_horizon + 1e-9, 0.25).tolist())
-        self.timeout_steps, self.blocked_steps = int(round(timeout_s / dt)), int(round(blocked_s / dt))
+        self.timeout_steps, self.blocked_steps = round(timeout_s / dt), round(blocked_s / dt)
         self.max_steer, self.max_accel, self.max_brake = float(max_steer), float(max_accel), float(max_brake)
         self.action_space = spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.observation_space = spaces.Box(-np.inf, np.inf, (len(OBS_NAMES),), np.float32)
@@ -189,9 +189,10 @@ class DrivingRouteEnv(gym.Env):
         traffic keeps its speed."""
         ego_in = self._ego_lanes()
         new_v = []
-        for i, (s, v, lane, v0) in enumerate(zip(self.same_s, self.same_v, self.same_lane, self.same_v0)):
+        for i, (s, v, lane, v0) in enumerate(zip(self.same_s, self.same_v, self.same_lane, self.same_v0,
+                                                               strict=True)):
             gap, lead_v = math.inf, v
-            for j, (sj, vj, lj) in enumerate(zip(self.same_s, self.same_v, self.same_lane)):
+            for j, (sj, vj, lj) in enumerate(zip(self.same_s, self.same_v, self.same_lane, strict=True)):
                 if j != i and lj == lane and s < sj < s + gap:
                     gap, lead_v = sj - s, vj
             if ego_in[lane] and s < self.s < s + gap:
@@ -201,14 +202,14 @@ class DrivingRouteEnv(gym.Env):
             acc = 1.5 * (1.0 - (v / v0) ** 4 - (s_star / g) ** 2)
             new_v.append(max(v + min(max(acc, -8.0), 1.5) * self.dt, 0.0))
         self.same_v = new_v
-        self.same_s = [s + v * self.dt for s, v in zip(self.same_s, new_v)]
-        self.opp_s = [s - v * self.dt for s, v in zip(self.opp_s, self.opp_v)]
+        self.same_s = [s + v * self.dt for s, v in zip(self.same_s, new_v, strict=True)]
+        self.opp_s = [s - v * self.dt for s, v in zip(self.opp_s, self.opp_v, strict=True)]
 
     def _update_actors(self) -> None:
         """Every actor as ``(s, d, signed speed, lane)``, same-direction traffic first, for the step's queries."""
-        self.actors = ([(s, LANE_CENTRES_F[lane], v, lane) for s, v, lane in zip(self.same_s, self.same_v,
-                                                                                 self.same_lane)]
-                       + [(s, LANE_CENTRES_F[2], -v, 2) for s, v in zip(self.opp_s, self.opp_v)])
+        same = zip(self.same_s, self.same_v, self.same_lane, strict=True)
+        self.actors = ([(s, LANE_CENTRES_F[lane], v, lane) for s, v, lane in same]
+                       + [(s, LANE_CENTRES_F[2], -v, 2) for s, v in zip(self.opp_s, self.opp_v, strict=True)])
 
     def step(self, action: np.ndarray) -> tuple[np.ndarray, float, bool, bool, dict]:
         a0, a1 = (min(1.0, max(-1.0, float(x))) for x in np.asarray(action).reshape(2))

@@ -78,9 +78,9 @@ def info_table(infos: Sequence[Mapping[str, Any]], extra: Sequence[str] = ()) ->
                        "Use a driving env from robo_reward.envs.driving or add the keys")
     keys = (*REQUIRED, *OPTIONAL, *extra)
     defaults = (*(None for _ in REQUIRED), *OPTIONAL.values(), *(0.0 for _ in extra))
-    rows = [[info.get(k, d) for k, d in zip(keys, defaults)] for info in infos]
+    rows = [[info.get(k, d) for k, d in zip(keys, defaults, strict=True)] for info in infos]
     table = np.array(rows, dtype=np.float64).T
-    return dict(zip(keys, table))
+    return dict(zip(keys, table, strict=True))
 
 
 class RouteProgress:
@@ -130,7 +130,7 @@ class InfractionMonitor:
         self.history = np.zeros((num_envs, self.window, 2))  # (speed, yaw), oldest first
         self.prev_action = np.zeros((num_envs, action_dim))
         self._coeffs: dict[float, np.ndarray] = {}
-        lo, hi = zip(*COMFORT_LIMITS.values())
+        lo, hi = zip(*COMFORT_LIMITS.values(), strict=True)
         self._low, self._high = np.array(lo), np.array(hi)
 
     def reset(self, env_mask: np.ndarray) -> None:
@@ -268,9 +268,8 @@ class CarlReward(Reward):
         if not batch.infos:
             raise ValueError("CaRL reads the env's step infos (route completion, speed, infractions); the batch has "
                              "none. Use it through RewardVecEnvWrapper/RewardWrapper, not a replay buffer")
-        ids = batch.env_ids
-        if len(ids) == self.num_envs and np.array_equal(ids, np.arange(self.num_envs)):
-            ids = slice(None)
+        full = len(batch.env_ids) == self.num_envs and np.array_equal(batch.env_ids, np.arange(self.num_envs))
+        ids: np.ndarray | slice = slice(None) if full else batch.env_ids
         info = info_table(batch.infos, self.hint_infractions)
         dt = float(batch.infos[0].get("dt", 0.1))
         delta = self.progress.delta(info["route_completion"], ids)
