@@ -78,7 +78,8 @@ def test_count_decay_is_per_episode_across_vector_autoresets() -> None:
 
     Episodes are 3 steps long (TimeLimit), the agent presses ">" off the stairs every step, so the message is the
     same each step: its n runs 1, 2, 3, then 1, 2, 3 after the autoreset. A wrong exponent or a count that is not
-    restarted gives other values.
+    restarted gives other values. Reward-free mode (c_ext = 0): the env's -0.01 frozen-step penalty of these steps
+    must not reach the total.
     """
     venv = DummyVecEnv([lambda: gym.make("robo_reward/NetHackStaircase-v0", max_episode_steps=3)] * 2)
     venv.seed(3)

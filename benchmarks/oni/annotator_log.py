@@ -15,8 +15,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
+import matplotlib.pyplot as plt
+import pandas as pd
 
 PREFIX = "reward_update/"
 COLUMNS = {"annotator/labelled": "labelled", "annotator/known": "distinct labels", "annotator/enqueued": "enqueued",

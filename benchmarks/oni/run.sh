@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # ONI-Retrieval (keyword stand-in, asynchronous) vs extrinsic-only PPO, 3 seeds, 20k env steps per run, on
 # NetHackStaircase (success) and NetHackScore (depth, score). Runs go to runs/oni/ (git-ignored); the tables and
-# plots are copied here. Budget: 12 runs of 20k steps; planned as ~30 min at --jobs 1, it took ~115 min on the
+# plots are copied here. Budget: 12 runs of 20k steps; planned as ~30 min at --jobs 1, it took ~100 min on the
 # shared 2-core machine (load average 17-27), so the last seeds ran as two concurrent --jobs 1 benches.
 # bench skips finished runs, so each call below only adds the seeds the previous one lacked.
 set -euo pipefail
