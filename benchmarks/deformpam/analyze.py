@@ -3,8 +3,8 @@
     python benchmarks/deformpam/analyze.py runs/bench/deformpam > benchmarks/deformpam/analysis.md
 
 Reads the bench's ``results.csv`` (one row per design and seed: final IoU = ``final_progress``, and the eval
-info metrics) and each run's ``tb/progress.csv`` (the trainer's logged selection cost and held-out preference
-accuracies). Reports per design IQM [95% bootstrap CI] over seeds of the final IoU, the normalised score
+info metrics) and each run's checkpointed trainer metrics (selection cost and held-out preference accuracies,
+also logged to ``tb/progress.csv``). Reports per design IQM [95% bootstrap CI] over seeds of the final IoU, the normalised score
 ``(s - uniform) / (annotator - uniform)`` and the primitives to reach the IoU threshold (``horizon + 1`` when not
 reached), and one-sided exact permutation tests over seeds (difference of means).
 """
@@ -41,13 +41,14 @@ def permutation_p(x: np.ndarray, y: np.ndarray, higher_is_better: bool = True) -
 
 
 def trainer_logs(bench: Path, design: str) -> pd.DataFrame:
+    """The trainer's metrics of each finished run, read from its checkpoint (``tb/progress.csv`` is rewritten
+    empty when a run is restored, e.g. by ``robo-reward eval``)."""
+    import torch
+
     rows = []
-    for csv in sorted((bench / "runs" / design).glob("seed*/tb/progress.csv")):
-        if csv.stat().st_size == 0 or not (csv.parent.parent / "summary.json").exists():
-            continue
-        frame = pd.read_csv(csv)
-        if len(frame):
-            rows.append(frame.iloc[-1])
+    for agent in sorted((bench / "runs" / design).glob("seed*/checkpoints/step_*/agent.zip")):
+        if (agent.parents[2] / "summary.json").exists():
+            rows.append(torch.load(agent, weights_only=False)["metrics"])
     return pd.DataFrame(rows)
 
 
