@@ -55,11 +55,17 @@ def train(reward: BYOLExplore, batches: list[TransitionBatch], calls: int) -> BY
     return reward
 
 
-def tv_ratio(reward: BYOLExplore, batches: list[TransitionBatch]) -> float:
-    """Mean raw reward of TV transitions over that of the other transitions."""
+def tv_levels(reward: BYOLExplore, batches: list[TransitionBatch]) -> tuple[float, float]:
+    """Mean raw reward of TV transitions and of the other transitions."""
     tv = np.concatenate([b.action == REMOTE_ACTION for b in batches])
     r = raw_rewards(reward, batches)
-    return float(r[tv].mean() / r[~tv].mean())
+    return float(r[tv].mean()), float(r[~tv].mean())
+
+
+def tv_ratio(reward: BYOLExplore, batches: list[TransitionBatch]) -> float:
+    """Mean raw reward of TV transitions over that of the other transitions."""
+    tv, other = tv_levels(reward, batches)
+    return tv / other
 
 
 @pytest.mark.slow
@@ -67,15 +73,20 @@ def test_explore_keeps_paying_for_the_tv_and_hindsight_does_not(data: dict[str, 
     explore_ratio = tv_ratio(train(BYOLExplore(normalize=False, epochs=1), data["train"], 30), data["eval"])
     assert explore_ratio >= 3.0, f"Explore's TV reward is only {explore_ratio:.2f}x its non-TV reward"
 
-    # Hindsight's ratio swings from update to update (the critic game), so it is averaged over the last updates
+    # Hindsight's levels swing from update to update (the critic game), so they are pooled over the last updates
+    # before dividing: its raw reward holds the invariance term, which can be negative, so a per-update non-TV mean
+    # can sit near 0 or below it and a mean of per-update ratios says nothing (it was -1.3 here, "passing" <= 0.5x).
     hindsight = train(BYOLHindsight(normalize=False, epochs=1, negatives=7), data["train"], 20)
-    ratios = [tv_ratio(hindsight, data["eval"])]
+    levels = [tv_levels(hindsight, data["eval"])]
     for _ in range(2):
         train(hindsight, data["train"], 5)
-        ratios.append(tv_ratio(hindsight, data["eval"]))
-    ratio = float(np.mean(ratios))
-    assert ratio <= 0.5 * explore_ratio, f"Hindsight's TV reward is {ratio:.2f}x its non-TV reward " \
-                                         f"(Explore: {explore_ratio:.2f}x; per update {np.round(ratios, 2)})"
+        levels.append(tv_levels(hindsight, data["eval"]))
+    tv, other = np.mean(levels, axis=0)
+    detail = f"(Explore: {explore_ratio:.2f}x; per update TV, non-TV: {np.round(levels, 3).tolist()})"
+    assert other > 0.05, f"Hindsight's non-TV reward {other:.3f} is no level to compare with {detail}"
+    # specs/byol_hindsight.md: the TV reward falls to within about 1.5x of the non-TV level
+    assert tv <= 1.5 * other, f"Hindsight's TV reward is {tv / other:.2f}x its non-TV reward {detail}"
+    assert tv / other <= 0.5 * explore_ratio, f"Hindsight's TV reward is {tv / other:.2f}x its non-TV {detail}"
 
     # the cheating-Z guard: the code does not explain novel deterministic outcomes away
     novel = raw_rewards(hindsight, data["novel"], "rec").mean()
