@@ -1,11 +1,14 @@
 """Name -> reward class registry, resolved lazily so ``import robo_reward`` stays light.
 
 A config names a reward by a short string (``potential_shaping``, ``dopamine``); the registry maps it to a
-``"module:Class"`` path and imports the module only when a run uses it. Third-party packages add rewards through
-the ``robo_reward.rewards`` entry-point group, the way Gymnasium and pytest plugins do::
+``"module:Class"`` path and imports the module only when a run uses it. Every reward registers one way, through
+the ``robo_reward.rewards`` entry-point group (the way Gymnasium and pytest plugins do): the package's own
+rewards are listed in its ``pyproject.toml`` exactly as a third-party package lists its own::
 
     [project.entry-points."robo_reward.rewards"]
     my_reward = "my_pkg.rewards:MyReward"
+
+:func:`register_reward` adds one at run time (a notebook, a test).
 """
 
 from __future__ import annotations
@@ -20,33 +23,7 @@ from robo_reward.protocol import Reward
 
 ENTRY_POINT_GROUP = "robo_reward.rewards"
 
-_REGISTRY: dict[str, str] = {
-    "extrinsic": "robo_reward.shaping:Extrinsic",
-    "weighted_sum": "robo_reward.shaping:WeightedSum",
-    "potential_shaping": "robo_reward.shaping:PotentialShaping",
-    "normalize": "robo_reward.shaping:RunningNormalize",
-    "clip": "robo_reward.shaping:Clip",
-    "preference_sigmoid": "robo_reward.shaping:PreferenceSigmoid",
-    "gated_accumulation": "robo_reward.shaping:GatedAccumulation",
-    "process_clip": "robo_reward.shaping:ProcessRewardClip",
-    "process_delta": "robo_reward.shaping:ProcessRewardDelta",
-    "goal_distance": "robo_reward.potentials:GoalDistanceReward",
-    "mlp": "robo_reward.models:MLPReward",
-    "info_value": "robo_reward.testing:InfoReward",
-    "dopamine": "robo_reward.methods.dopamine:DopamineReward",
-    "gail": "robo_reward.methods.gail.reward:GAILReward",
-    "byol_explore": "robo_reward.methods.curiosity.byol:BYOLExplore",
-    "byol_hindsight": "robo_reward.methods.curiosity.byol:BYOLHindsight",
-    "rnd": "robo_reward.methods.curiosity.rnd:RND",
-    "carl": "robo_reward.methods.carl:CarlReward",
-    "oni_retrieval": "robo_reward.methods.oni:ONIRetrieval",
-    "oni_classification": "robo_reward.methods.oni:ONIClassification",
-    "oni_ranking": "robo_reward.methods.oni:ONIRanking",
-    "carl": "robo_reward.methods.carl:CarlReward",
-    "aux_reward": "robo_reward.methods.barfi:AuxReward",
-    "aux_potential": "robo_reward.methods.barfi:AuxPotentialShaping",
-    "barfi_blend": "robo_reward.methods.barfi:BlendedReward",
-}
+_REGISTRY: dict[str, str] = {}  # filled from the entry points, then by register_reward
 _entry_points_loaded = False
 
 
@@ -54,6 +31,7 @@ def register_reward(name: str, target: str, *, overwrite: bool = False) -> None:
     """Register ``target`` (``"module:Class"``) under ``name``."""
     if ":" not in target:
         raise ValueError(f"reward target {target!r} must look like 'package.module:ClassName'")
+    _load_entry_points()
     if name in _REGISTRY and _REGISTRY[name] != target and not overwrite:
         raise ValueError(f"reward '{name}' is already registered as {_REGISTRY[name]}; pass overwrite=True")
     _REGISTRY[name] = target
@@ -66,6 +44,9 @@ def _load_entry_points() -> None:
     _entry_points_loaded = True
     for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
         _REGISTRY.setdefault(ep.name, ep.value)
+    if not _REGISTRY:
+        raise RuntimeError("no rewards are registered: the robo_reward.rewards entry points are missing, so the "
+                           "package is not installed; run `pip install -e .` in the repository")
 
 
 def reward_names() -> list[str]:
