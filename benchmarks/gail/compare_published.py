@@ -33,7 +33,7 @@ def eval_table() -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows), names
 
 
-def discriminator_table(upto: int) -> pd.DataFrame:
+def discriminator_table(start: int, upto: int) -> pd.DataFrame:
     published = pd.read_csv(HERE / "published" / "lipschitz.csv")
     rows = []
     for method in ("gail_gp", "gail_nogp"):
@@ -41,8 +41,8 @@ def discriminator_table(upto: int) -> pd.DataFrame:
         if not progress.exists():
             continue
         log = pd.read_csv(progress)
-        log = log[log["time/total_timesteps"].between(1000, upto)].dropna(subset=["reward_update/grad_norm"])
-        pub = published[(published["method"] == method) & published["timestep"].between(1000, upto)]
+        log = log[log["time/total_timesteps"].between(start, upto)].dropna(subset=["reward_update/grad_norm"])
+        pub = published[(published["method"] == method) & published["timestep"].between(start, upto)]
         for source, frame, prefix in (("rerun", log, "reward_update/"), ("published", pub, "")):
             rows.append({"method": method, "source": source, "rows": len(frame),
                          "grad norm (mean)": frame[f"{prefix}grad_norm"].mean(),
@@ -64,8 +64,9 @@ def main() -> None:
         cells = [f"{row[('rerun', n)]:.3f} | {row[('published', n)]:.3f}" for n in names]
         lines.append(f"| {step} | " + " | ".join(cells) + " |")
     upto = int(evals["env steps"].max()) if len(evals) else 0
-    disc = discriminator_table(upto)
-    lines += ["", f"Discriminator over env steps 1000-{upto} (seed 0; rerun: `reward_update/*` in `tb/progress.csv`, "
+    start = max(1000, int(0.75 * upto))
+    disc = discriminator_table(start, upto)
+    lines += ["", f"Discriminator over env steps {start}-{upto}, the last quarter of what ran (seed 0; rerun: `reward_update/*` in `tb/progress.csv`, "
               "published: `published/lipschitz.csv`): gradient norm of D on expert-policy interpolates, and D's mean "
               "output on policy and expert pairs (rerun: one row per SB3 log line, each a mean of the updates since the last; published: one row per update).", "",
               "| method | source | log rows | grad norm (mean) | grad norm (max) | D(policy) | D(expert) |",
