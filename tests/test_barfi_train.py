@@ -23,7 +23,6 @@ def _phi2(head: BlendHead, obs: np.ndarray) -> np.ndarray:
         return head.phi(head.features(torch.from_numpy(obs)))[1].numpy()
 
 
-@pytest.mark.slow
 def test_train_from_config_then_export_the_blend_to_ppo(tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "gridworld" / "bad" / "barfi.yaml",
                       ["budget.total_timesteps=1200", "budget.checkpoint_every=600", "eval.every=600",
@@ -49,7 +48,6 @@ def test_train_from_config_then_export_the_blend_to_ppo(tmp_path: Path) -> None:
     assert "reward/blend" in episodes and "reward/blend/phi2" in episodes
 
 
-@pytest.mark.slow
 def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     cfg = load_config(CONFIGS / "cartpole" / "bad" / "barfi.yaml",
                       ["budget.total_timesteps=800", "budget.checkpoint_every=400", "eval.every=400",
@@ -67,7 +65,6 @@ def test_a_stopped_run_resumes_from_its_checkpoint(tmp_path: Path) -> None:
     assert resumed.model.outer_steps > run.model.outer_steps  # type: ignore[union-attr]
 
 
-@pytest.mark.slow
 def test_bad_aux_gridworld_phi2_on_the_centre_bonus_shrinks() -> None:
     """The +50 centre bonus traps r_p + r_aux; the primary return's hypergradient turns phi2 down where the bonus
     is paid (phi is read at s_t, the bonus at s_{t+1}, so that is the centre and the cells that step into it)."""
