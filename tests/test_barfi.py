@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import gymnasium as gym
@@ -63,7 +64,7 @@ def test_neumann_hypergradient_matches_closed_form_and_error_shrinks_with_loops(
         v, g, theta = toy.grads(phi)
         (hyper,) = implicit_hypergradient(v, g, [theta], [phi], alpha=0.3, loops=loops)
         errors.append(float((hyper - exact).norm() / exact.norm()))
-    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
+    assert all(b < a for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 1e-4
     assert errors[0] > 0.05  # the first-order variant is an approximation, not the answer
 
@@ -135,7 +136,7 @@ def test_gridworld_goal_pays_100_once_and_terminates() -> None:
     env.reset(seed=0)
     rewards, terminated, steps = [], False, 0
     for action in [RIGHT] * 4 + [UP] * 10:
-        _, r, terminated, truncated, info = env.step(action)
+        _, r, terminated, _, info = env.step(action)
         rewards.append(r)
         steps += 1
         if terminated:
@@ -163,7 +164,8 @@ def test_gridworld_good_aux_and_the_x_only_parity_flag() -> None:
     full, x_only = ContinuousGridWorld(aux="good", noise=0.0), ContinuousGridWorld(aux="good", noise=0.0, x_only=True)
     for env in (full, x_only):
         env.reset(seed=0)
-    (x, y), info_full = full.step(UP)[0], full.step(DOWN)[4]
+    full.step(UP)
+    info_full = full.step(DOWN)[4]
     assert info_full["aux_reward"] == pytest.approx(-((0.125 - 0.87) ** 2) - (0.125 - 0.87) ** 2)
     x_only.step(UP)
     assert x_only.step(UP)[4]["aux_reward"] == pytest.approx(-((0.125 - 0.87) ** 2))
@@ -243,7 +245,7 @@ def test_aux_potential_shaping_is_gamma_phi_next_minus_phi() -> None:
     venv.reset()
     previous, paid = 0.0, []
     for action in [RIGHT, RIGHT, UP, UP, RIGHT, UP]:
-        _, rewards, dones, infos = venv.step(np.array([action]))
+        _, rewards, _, infos = venv.step(np.array([action]))
         aux = infos[0]["aux_reward"]
         paid.append(float(rewards[0]) - infos[0]["original_env_rew"])
         assert paid[-1] == pytest.approx(0.9 * (0.0 if infos[0]["is_success"] else aux) - previous, abs=1e-4)
@@ -348,7 +350,7 @@ def test_schedule_warm_up_then_burst_then_outer_plus_inner_steps() -> None:
     blocks = "".join("o" if c == "outer" else "i" for c in rest).split("o")[1:]
     assert blocks and all(b == "i" * 15 for b in blocks[:-1])
     episodes_at_outer = [ep for kind, ep in log if kind == "outer"]
-    assert all(b - a == 3 for a, b in zip(episodes_at_outer, episodes_at_outer[1:], strict=False))
+    assert all(b - a == 3 for a, b in itertools.pairwise(episodes_at_outer))
 
 
 def test_save_load_round_trip_and_export_to_a_reward_term(tmp_path: Any) -> None:
@@ -378,7 +380,7 @@ def test_save_load_round_trip_and_export_to_a_reward_term(tmp_path: Any) -> None
 
 
 def test_trainer_rejects_what_it_cannot_learn() -> None:
-    with pytest.raises(ValueError, match="agent.policy"):
+    with pytest.raises(ValueError, match=r"agent\.policy"):
         BARFI("MlpPolicy", _venv("robo_reward/GridWorldBadAux-v0", n=1))
     with pytest.raises(ValueError, match="Discrete"):
         BARFI("LinearSoftmax", DummyVecEnv([lambda: gym.make("Pendulum-v1")]))

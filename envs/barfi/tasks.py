@@ -8,7 +8,7 @@ The final step's ``info`` also holds per-episode metrics (``goal_reached``, ``ce
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import gymnasium as gym
 import numpy as np
@@ -39,7 +39,7 @@ class ContinuousGridWorld(gym.Env[np.ndarray, np.int64]):
     :param x_only: the reference's x-only good aux (parity flag).
     """
 
-    metadata: dict[str, Any] = {"render_modes": []}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
     has_success = True
     start = (0.125, 0.125)
     goal_low, goal_high = 0.75, 0.99
