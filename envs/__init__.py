@@ -46,10 +46,10 @@ def register_envs() -> None:
     """Register every task with Gymnasium (called by ``import robo_reward`` through its plugin entry point)."""
     import gymnasium
 
-    from robo_reward.envs.granular import register as register_granular
-    from robo_reward.envs.nethack import register as register_nethack
     from robo_reward.envs.barfi import register as register_barfi
     from robo_reward.envs.driving import register as register_driving
+    from robo_reward.envs.granular import register as register_granular
+    from robo_reward.envs.nethack import register as register_nethack
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
 
     for name, (entry_point, max_steps) in TASKS.items():

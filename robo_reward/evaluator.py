@@ -30,7 +30,7 @@ def reward_record(reward: Reward | str | Mapping[str, Any]) -> Any:
 class _Learner:
     """One online-learning term of the reward, with the batches queued for its next update (at most ``every``)."""
 
-    __slots__ = ("reward", "label", "every", "pending", "steps")
+    __slots__ = ("every", "label", "pending", "reward", "steps")
 
     def __init__(self, reward: Reward, label: str) -> None:
         every = reward.update_every

@@ -81,7 +81,7 @@ class NumpyInference:
         if buffers is None:
             buffers = self._buffers[len(x)] = [np.empty((len(x), w.shape[1]), np.float32) for w, _, _ in layers[:-1]]
         h = x
-        for (w, b, act), out in zip(layers, buffers):
+        for (w, b, act), out in zip(layers[:-1], buffers, strict=True):
             h = np.dot(h, w, out=out)
             if b is not None:
                 np.add(h, b, out=h)

@@ -105,9 +105,9 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         keys = self._info_keys
         for term, values in out.terms.items():
             key = keys.get(term) or keys.setdefault(term, f"reward/{term}")
-            for info, value in zip(infos, values.tolist()):
+            for info, value in zip(infos, values.tolist(), strict=True):
                 info[key] = value
-        for info, value in zip(infos, extrinsic.tolist()):
+        for info, value in zip(infos, extrinsic.tolist(), strict=True):
             info[ORIGINAL_REWARD] = value
         self.last_terms = out.terms
         if any_done:

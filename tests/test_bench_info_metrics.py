@@ -80,7 +80,7 @@ def test_info_metrics_average_episode_ends_into_eval_csv_and_summary(tmp_path: P
 def test_info_metric_missing_or_not_a_number_is_named(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"episode_idx.*episode_index"):
         train(_config(tmp_path, ["episode_idx"]), tmp_path / "missing")
-    with pytest.raises(TypeError, match="episode_index.*not a number"):
+    with pytest.raises(TypeError, match=r"episode_index.*not a number"):
         train(_config(tmp_path, ["episode_index"], value="high"), tmp_path / "text")
 
 

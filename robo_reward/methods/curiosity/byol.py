@@ -50,13 +50,6 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robo_reward.methods.curiosity.byol_model import (
-    Sequences,
-    WorldModel,
-    WorldModelTrainer,
-    infonce,
-    normalized_l2,
-)
 from robo_reward.methods.curiosity.base import (
     IntrinsicReward,
     ObsEncoder,
@@ -64,6 +57,13 @@ from robo_reward.methods.curiosity.base import (
     action_dim,
     action_features,
     split_by_env,
+)
+from robo_reward.methods.curiosity.byol_model import (
+    Sequences,
+    WorldModel,
+    WorldModelTrainer,
+    infonce,
+    normalized_l2,
 )
 from robo_reward.protocol import Obs, RewardError, TransitionBatch, obs_len
 

@@ -32,8 +32,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from robo_reward.methods.curiosity.byol_model import mlp
 from robo_reward.methods.curiosity.base import IntrinsicReward, ObsEncoder, RunningStandardizer
+from robo_reward.methods.curiosity.byol_model import mlp
 from robo_reward.protocol import RewardError, TransitionBatch
 
 
