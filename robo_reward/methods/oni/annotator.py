@@ -18,6 +18,7 @@ keyword at the end).
 
 from __future__ import annotations
 
+import abc
 import json
 import logging
 import re
@@ -60,16 +61,16 @@ def check_goal(goal: str) -> str:
     return goal
 
 
-class Annotator:
+class Annotator(abc.ABC):
     """Labels messages and ranks message pairs for a goal. Subclasses implement :meth:`label` and :meth:`rank`."""
 
+    @abc.abstractmethod
     def label(self, messages: Sequence[str], goal: str) -> list[int]:
         """1 (progress towards ``goal``) or 0 for each message."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def rank(self, pairs: Sequence[tuple[str, str]], goal: str) -> list[int | None]:
         """1 if the first message of a pair shows more progress, 2 if the second, None for a tie."""
-        raise NotImplementedError
 
     def stats(self) -> dict[str, float]:
         """Counters to log (fallbacks, failures)."""
