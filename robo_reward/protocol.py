@@ -43,27 +43,25 @@ def _concat(parts: Sequence[Obs]) -> Obs:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
-_ARANGES: dict[int, np.ndarray] = {}
+_SHARED: dict[tuple[str, int], np.ndarray] = {}
+
+
+def _shared(kind: str, n: int) -> np.ndarray:
+    """A shared read-only ``arange(n)`` or ``zeros(n)`` (rebuilt every step otherwise)."""
+    key = (kind, n)
+    if key not in _SHARED:
+        values = np.arange(n) if kind == "arange" else np.zeros(n)
+        values.flags.writeable = False
+        _SHARED[key] = values
+    return _SHARED[key]
 
 
 def _arange(n: int) -> np.ndarray:
-    """A shared read-only ``arange(n)`` (rebuilt every step otherwise)."""
-    if n not in _ARANGES:
-        ids = np.arange(n)
-        ids.flags.writeable = False
-        _ARANGES[n] = ids
-    return _ARANGES[n]
-
-
-_ZEROS: dict[int, np.ndarray] = {}
+    return _shared("arange", n)
 
 
 def _zeros(n: int) -> np.ndarray:
-    if n not in _ZEROS:
-        zeros = np.zeros(n)
-        zeros.flags.writeable = False
-        _ZEROS[n] = zeros
-    return _ZEROS[n]
+    return _shared("zeros", n)
 
 
 def obs_len(obs: Obs) -> int:
