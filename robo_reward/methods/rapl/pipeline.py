@@ -1,0 +1,263 @@
+"""``robo-reward rapl CONFIG``: align encoders from preference triplets and measure how well each reward tracks the
+hidden preference (RAPL, Tian et al., ICLR 2024, Table "Spearman(GT, reward)").
+
+For every seed it collects a training pool and held-out rollouts of Push2D (and held-out rollouts of the second
+embodiment), draws ``budget`` oracle triplets from the pool (or reads human triplets from ``preferences``), and
+builds three rewards from the same encoder initialisation:
+
+* ``rapl``: the encoder aligned with the OT triplet loss; reward = -D(rollout, expert demo);
+* ``rlhf``: an MLP per-frame reward on the encoder, trained with Bradley-Terry on the triplets' pairs;
+* ``unaligned``: the initial encoder's OT reward (no preference data).
+
+It reports, on held-out rollouts, Spearman(privileged preference return, reward), held-out triplet accuracy (for
+the OT distances), and Spearman on the transfer embodiment; ``task_reward`` (the env's own return) is a reference
+row. It writes ``results.csv`` (one row per seed, budget, method), ``summary.md`` / ``summary.csv`` (IQM [95%
+bootstrap CI] over seeds), the preference stores ``prefs/seed<S>_b<B>.jsonl``, the training pool
+``rollouts_seed<S>.npz`` (for ``robo-reward label``) and the reward models ``models/seed<S>/<method>_<B>.pt``
+that RL configs load (``rapl_ot`` / ``rapl_rlhf`` terms). Finished (seed, budget) cells are kept on a rerun.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from scipy import stats
+
+from robo_reward.methods.rapl.align import AlignConfig, align_encoder, triplet_accuracy
+from robo_reward.methods.rapl.data import collect_rollouts, expert_demo, load_rollouts, save_rollouts
+from robo_reward.methods.rapl.encoder import build_encoder, embed
+from robo_reward.methods.rapl.reward import save_reward_model
+from robo_reward.methods.rapl.rlhf import RLHFReward, train_rlhf
+from robo_reward.methods.rapl.sinkhorn import ot_distance
+from robo_reward.preferences import (
+    PreferenceOracle,
+    PreferenceStore,
+    append_triplets,
+    load_triplets,
+    triplet_arrays,
+)
+from robo_reward.stats import bootstrap_ci, iqm
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RolloutsConfig(_Strict):
+    train: int = Field(200, ge=3)  # rollouts in the pool the oracle ranks
+    heldout: int = Field(100, ge=3)
+    transfer: int = Field(100, ge=0)  # held-out rollouts of the transfer embodiment (0: skip)
+    frame_stride: int = Field(5, ge=1)  # frames kept for alignment (every k-th step of the 50)
+    eval_triplets: int = Field(200, ge=1)  # held-out oracle triplets for triplet accuracy
+
+
+class RLHFConfig(_Strict):
+    steps: int = Field(150, ge=1)
+    batch: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    hidden: int = Field(64, ge=1)
+    finetune_encoder: bool = True
+
+
+class AlignSettings(_Strict):
+    steps: int = Field(150, ge=1)
+    batch: int = Field(8, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    loss: Literal["nll", "l2"] = "nll"
+    eps: float = Field(0.1, gt=0)
+    iters: int = Field(50, ge=1)
+
+
+class RAPLPipelineConfig(_Strict):
+    """``kind: rapl_pipeline``: what ``robo-reward rapl`` collects, trains and measures."""
+
+    kind: Literal["rapl_pipeline"] = "rapl_pipeline"
+    name: str = "rapl"
+    env_id: str = "robo_reward/Push2D-v0"
+    transfer_env_id: str | None = "robo_reward/Push2DSquare-v0"
+    budgets: list[int] = Field(default_factory=lambda: [25, 50, 150])
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
+    tie_eps: float = Field(0.0, ge=0)
+    rollouts: RolloutsConfig = Field(default_factory=RolloutsConfig)
+    encoder: dict[str, Any] = Field(default_factory=lambda: {"kind": "cnn", "embed_dim": 32, "normalize": "none"})
+    align: AlignSettings = Field(default_factory=AlignSettings)
+    rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
+    eval_iters: int = Field(100, ge=1)  # Sinkhorn iterations of the reward on held-out rollouts
+    preferences: str | None = None  # a store of human triplets over `dataset` (replaces the oracle; one budget)
+    dataset: str | None = None  # the rollout dataset `preferences` indexes
+    torch_threads: int = Field(1, ge=1)
+    output_dir: str = "runs/rapl"
+
+
+METHODS = ("rapl", "rlhf", "unaligned", "task_reward")
+
+
+def ot_returns(encoder: torch.nn.Module, videos: np.ndarray, expert: np.ndarray, eps: float,
+               iters: int) -> np.ndarray:
+    """sum_t r_t = -D(video, expert) for each video (N, T, H, W, 3)."""
+    demo = embed(encoder, expert)
+    n, t = videos.shape[:2]
+    emb = embed(encoder, videos.reshape(n * t, *videos.shape[2:])).reshape(n, t, -1)
+    with torch.no_grad():
+        return -ot_distance(emb, demo.expand(n, *demo.shape), eps, iters).double().numpy()
+
+
+def rlhf_returns(model: RLHFReward, videos: np.ndarray) -> np.ndarray:
+    with torch.no_grad():
+        return np.concatenate([model.returns(torch.as_tensor(videos[i:i + 20])).double().numpy()
+                               for i in range(0, len(videos), 20)])
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    return float(stats.spearmanr(a, b).statistic)
+
+
+def _heldout_triplets(scores: np.ndarray, n: int, seed: int, tie_eps: float) -> np.ndarray:
+    triplets = [t for t in PreferenceOracle(scores, tie_eps=tie_eps, seed=seed).triplets(n) if not t.equal]
+    return triplet_arrays(triplets)[0]
+
+
+class _Seed:
+    """Rollouts of one seed, collected once and shared by its budgets."""
+
+    def __init__(self, cfg: RAPLPipelineConfig, seed: int, out: Path) -> None:
+        r = cfg.rollouts
+        if cfg.dataset:
+            self.pool = load_rollouts(cfg.dataset)
+        else:
+            self.pool = collect_rollouts(cfg.env_id, r.train, seed, frame_stride=r.frame_stride)
+            save_rollouts(out / f"rollouts_seed{seed}.npz", self.pool)
+        self.heldout = collect_rollouts(cfg.env_id, r.heldout, 10_000 + seed)
+        self.transfer = (collect_rollouts(cfg.transfer_env_id, r.transfer, 20_000 + seed)
+                         if cfg.transfer_env_id and r.transfer else None)
+        self.expert = expert_demo(cfg.env_id, seed=0)
+        stride = r.frame_stride
+        self.heldout_sub = self.heldout["frames"][:, stride - 1::stride]
+        self.eval_triplets = _heldout_triplets(self.heldout["preference_return"], r.eval_triplets, 30_000 + seed,
+                                               cfg.tie_eps)
+
+
+def _triplets(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: Path) -> tuple[np.ndarray, np.ndarray]:
+    if cfg.preferences:
+        triplets = load_triplets(PreferenceStore(cfg.preferences))
+        if not triplets:
+            raise ValueError(f"{cfg.preferences} holds no triplets; label some with `robo-reward label`")
+        triplets = triplets[:budget]
+    else:
+        store = PreferenceStore(out / "prefs" / f"seed{seed}_b{budget}.jsonl")
+        if store.path.exists():
+            store.path.unlink()
+        oracle = PreferenceOracle(data.pool["preference_return"], tie_eps=cfg.tie_eps, seed=seed * 1000 + budget)
+        append_triplets(store, oracle.triplets(budget))
+        triplets = load_triplets(store)
+    return triplet_arrays(triplets)
+
+
+def _measure(cfg: RAPLPipelineConfig, data: _Seed, method: str, returns: Any, accuracy: float) -> dict[str, Any]:
+    row = {"method": method, "spearman": _spearman(data.heldout["preference_return"], returns(data.heldout)),
+           "triplet_accuracy": accuracy}
+    if data.transfer is not None:
+        row["transfer_spearman"] = _spearman(data.transfer["preference_return"], returns(data.transfer))
+    return row
+
+
+def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: Path) -> list[dict[str, Any]]:
+    """Train and measure every method for one (seed, budget); saves the reward models."""
+    triplets, equal = _triplets(cfg, data, seed, budget, out)
+    a = cfg.align
+    models = out / "models" / f"seed{seed}"
+    models.mkdir(parents=True, exist_ok=True)
+    eps, iters = a.eps, cfg.eval_iters
+
+    def ot(encoder: torch.nn.Module) -> Any:
+        return lambda d: ot_returns(encoder, d["frames"], data.expert, eps, iters)
+
+    rows = []
+    unaligned = build_encoder(cfg.encoder, seed=seed).eval()
+    acc = float(triplet_accuracy(unaligned, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
+    rows.append(_measure(cfg, data, "unaligned", ot(unaligned), acc))
+    save_reward_model(models / f"unaligned_{budget}.pt", kind="ot", encoder=unaligned, expert_frames=data.expert,
+                      eps=eps, iters=iters, meta={"seed": seed})
+
+    encoder = build_encoder(cfg.encoder, seed=seed)
+    losses = align_encoder(encoder, data.pool["frames"], triplets, equal,
+                           AlignConfig(a.steps, a.batch, a.lr, a.loss, a.eps, a.iters), seed=seed)
+    acc = float(triplet_accuracy(encoder, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
+    rows.append({**_measure(cfg, data, "rapl", ot(encoder), acc), "loss_first": losses[0],
+                 "loss_last": float(np.mean(losses[-10:]))})
+    save_reward_model(models / f"rapl_{budget}.pt", kind="ot", encoder=encoder, expert_frames=data.expert,
+                      eps=eps, iters=iters, meta={"seed": seed, "budget": budget})
+
+    embed_dim = int(cfg.encoder.get("embed_dim", 32))
+    rlhf = RLHFReward(build_encoder(cfg.encoder, seed=seed), embed_dim, cfg.rlhf.hidden)
+    h = cfg.rlhf
+    train_rlhf(rlhf, data.pool["frames"], triplets, equal, steps=h.steps, batch=h.batch, lr=h.lr,
+               finetune_encoder=h.finetune_encoder, seed=seed)
+    sub = rlhf_returns(rlhf, data.heldout_sub)
+    t = data.eval_triplets
+    acc = float(np.mean((sub[t[:, 0]] > sub[t[:, 1]]) & (sub[t[:, 1]] > sub[t[:, 2]])))
+    rows.append(_measure(cfg, data, "rlhf", lambda d: rlhf_returns(rlhf, d["frames"]), acc))
+    save_reward_model(models / f"rlhf_{budget}.pt", kind="rlhf", encoder=rlhf.encoder, head=rlhf.head,
+                      meta={"seed": seed, "budget": budget})
+
+    task = {"method": "task_reward", "triplet_accuracy": float("nan"),
+            "spearman": _spearman(data.heldout["preference_return"], data.heldout["task_return"])}
+    if data.transfer is not None:
+        task["transfer_spearman"] = _spearman(data.transfer["preference_return"], data.transfer["task_return"])
+    rows.append(task)
+    return [{"seed": seed, "budget": budget, "triplets": len(triplets), **r} for r in rows]
+
+
+def summarize(results: pd.DataFrame) -> pd.DataFrame:
+    """IQM [95% CI] over seeds of each metric, per method and budget."""
+    rows = []
+    for (method, budget), group in results.groupby(["method", "budget"], sort=False):
+        row: dict[str, Any] = {"method": method, "budget": budget, "seeds": group["seed"].nunique()}
+        for key in ("spearman", "triplet_accuracy", "transfer_spearman"):
+            if key in group and group[key].notna().any():
+                values = group[key].dropna().to_numpy()
+                lo, hi = bootstrap_ci(values)
+                row[key] = iqm(values)
+                row[f"{key}_ci"] = f"{iqm(values):.3f} [{lo:.3f}, {hi:.3f}]"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _markdown(summary: pd.DataFrame) -> str:
+    cols = [c for c in ("spearman_ci", "triplet_accuracy_ci", "transfer_spearman_ci") if c in summary]
+    head = "| method | budget | seeds | " + " | ".join(c.removesuffix("_ci") + " IQM [95% CI]" for c in cols) + " |"
+    lines = [head, "|" + "---|" * (3 + len(cols))]
+    for _, r in summary.sort_values(["budget", "method"]).iterrows():
+        lines.append(f"| {r['method']} | {r['budget']} | {r['seeds']} | "
+                     + " | ".join(str(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_pipeline(cfg: RAPLPipelineConfig, out: str | Path, *, seeds: list[int] | None = None) -> pd.DataFrame:
+    """Run every (seed, budget) not yet in ``out/results.csv``; rewrite the tables after each one."""
+    torch.set_num_threads(cfg.torch_threads)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
+    path = out / "results.csv"
+    results = pd.read_csv(path) if path.exists() else pd.DataFrame()
+    budgets = cfg.budgets[:1] if cfg.preferences else cfg.budgets
+    for seed in seeds if seeds is not None else cfg.seeds:
+        todo = [b for b in budgets if results.empty or not ((results["seed"] == seed) & (results["budget"] == b)).any()]
+        if not todo:
+            continue
+        data = _Seed(cfg, seed, out)
+        for budget in todo:
+            rows = run_cell(cfg, data, seed, budget, out)
+            results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
+            results.to_csv(path, index=False)
+            summary = summarize(results)
+            summary.to_csv(out / "summary.csv", index=False)
+            (out / "summary.md").write_text(_markdown(summary))
+    return summarize(results)
