@@ -17,6 +17,9 @@ MiniGrid exploration tasks with a noisy TV (``robo_reward/NoisyTVOnDemand-v0``, 
 NetHack tasks that expose message text for ONI (``robo_reward/NetHackScore-v0``, ``NetHackStaircase-v0``,
 ``NetHackOracle-v0``, ``NetHackStaircaseLvl3-v0``, ``NetHackStaircaseLvl4-v0``): see :mod:`robo_reward.envs.nethack`.
 
+A 2D push task with a hidden preference (an off-limits red zone) for RAPL (``robo_reward/Push2D-v0`` and its
+second embodiment ``robo_reward/Push2DSquare-v0``): see :mod:`robo_reward.envs.push2d`.
+
 Route-driving tasks for CaRL (``robo_reward/DrivingRoute-v0``, ``LineRoute-v0``): see
 :mod:`robo_reward.envs.driving`.
 
@@ -51,6 +54,7 @@ def register_envs() -> None:
     from robo_reward.envs.granular import register as register_granular
     from robo_reward.envs.nethack import register as register_nethack
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
+    from robo_reward.envs.push2d import register as register_push2d
 
     for name, (entry_point, max_steps) in TASKS.items():
         env_id = f"robo_reward/{name}-v0"
@@ -61,3 +65,4 @@ def register_envs() -> None:
     register_barfi()
     register_nethack()
     register_granular()
+    register_push2d()

@@ -26,8 +26,10 @@ ALGOS: dict[str, str] = {
     "RecurrentPPO": "sb3_contrib:RecurrentPPO",
     "DeformPAM": "robo_reward.agents.deformpam:DeformPAM",
     "BARFI": "robo_reward.agents.barfi:BARFI",
+    "EpisodicSAC": "robo_reward.agents.episodic:EpisodicSAC",
+    "EpisodicPPO": "robo_reward.agents.episodic:EpisodicPPO",
 }
-OFF_POLICY = {"SAC", "TD3", "DDPG", "DQN", "TQC", "CrossQ"}
+OFF_POLICY = {"SAC", "TD3", "DDPG", "DQN", "TQC", "CrossQ", "EpisodicSAC"}
 
 
 def algo_names() -> list[str]:

@@ -5,6 +5,8 @@
     robo-reward bench CONFIG [CONFIG ...] --seeds N [--jobs J] [--out DIR]
     robo-reward eval RUN_DIR [--episodes N] [--checkpoint step_N] [--set key=value ...]
     robo-reward audit CONFIG_OR_RUN_DIR [--set audit.episodes=20] [--out DIR]
+    robo-reward label RUN_OR_DATASET [--store PREFS.jsonl] [--port 8765]
+    robo-reward rapl CONFIG [--seeds N] [--out DIR]
     robo-reward envs | rewards
     robo-reward perf [--env HalfCheetah-v5] [--n-envs 1 8]
 
@@ -126,6 +128,27 @@ def _audit(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(args: argparse.Namespace) -> int:
+    from robo_reward.labelling import serve
+
+    serve(args.target, store=args.store, port=args.port, seed=args.seed)
+    return 0
+
+
+def _rapl(args: argparse.Namespace) -> int:
+    from robo_reward.config import load_any
+
+    cfg = load_any(args.config, args.set, expect="rapl_pipeline")
+    from robo_reward.methods.rapl.pipeline import _markdown, run_pipeline
+
+    seeds = list(cfg.seeds[: args.seeds]) if args.seeds else None  # type: ignore[attr-defined]
+    out = Path(args.out or Path(cfg.output_dir) / cfg.name)  # type: ignore[attr-defined]
+    summary = run_pipeline(cfg, out, seeds=seeds)  # type: ignore[arg-type]
+    print(_markdown(summary))
+    print(f"report: {out / 'summary.md'}")
+    return 0
+
+
 def _envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
@@ -210,6 +233,20 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
                    help="override a config field (e.g. audit.episodes=20, audit.behaviours=[random])")
     p.add_argument("--out", help="audit folder (default: RUN_DIR/audit, or runs/audit/<name>)")
     p.set_defaults(func=_audit)
+
+    p = sub.add_parser("label", help="rank rollout videos on a local web page (127.0.0.1) into a preference store")
+    p.add_argument("target", metavar="RUN_OR_DATASET", help="a rollout dataset (.npz) or a folder holding rollouts*.npz")
+    p.add_argument("--store", help="preference store (.jsonl; default: prefs/human.jsonl beside the dataset)")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--seed", type=int, default=0, help="seeds which triplets are shown")
+    p.set_defaults(func=_label)
+
+    p = sub.add_parser("rapl", help="RAPL: align encoders from preference triplets, Spearman with the hidden return")
+    p.add_argument("config", help="a kind: rapl_pipeline YAML")
+    p.add_argument("--seeds", type=int, help="run the first N of the config's seeds")
+    p.add_argument("--out", help="output folder (default: <output_dir>/<name>)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
+    p.set_defaults(func=_rapl)
 
     sub.add_parser("envs", help="list the robo_reward/ envs").set_defaults(func=_envs)
     sub.add_parser("rewards", help="list registered rewards").set_defaults(func=_rewards)

@@ -317,6 +317,7 @@ def validate(model: type[M], data: Mapping[str, Any], source: str) -> M:
 CONFIG_KINDS: dict[str, str] = {
     "experiment": "robo_reward.config:ExperimentConfig",
     "grm_pipeline": "robo_reward.agents.dopamine_grm:GRMPipelineConfig",
+    "rapl_pipeline": "robo_reward.methods.rapl.pipeline:RAPLPipelineConfig",
 }
 
 

@@ -1,4 +1,4 @@
-"""Pairwise preference data: labels, an append-only JSON-lines store, and winner/loser arrays for training.
+"""Preference data: pairwise labels, ranked triplets, an oracle, an append-only JSON-lines store.
 
 Preference-trained rewards (DeformPAM's Diffusion-DPO, RAPL's preference-aligned representations) learn from
 pairs ``(first, second)`` of actions or trajectories, optionally from one shared ``context`` (the state both were
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -135,3 +135,82 @@ class PreferenceStore:
         losers = np.stack([p.second if p.label == "win" else p.first for p in decided])
         context = np.stack([p.context for p in decided]) if with_context == {True} else None  # type: ignore[misc]
         return context, winners, losers
+
+
+@dataclass(frozen=True)
+class RankedTriplet:
+    """Three items ranked best to worst (``ranking = (pos, neu, neg)``, item ids), or all three ``equal``.
+
+    RAPL (Tian et al., ICLR 2024) learns from such triplets; in a :class:`PreferenceStore` a triplet is kept as
+    its three ordered pairs (pos/neu, pos/neg, neu/neg, items as one-element id arrays), each carrying the whole
+    ranking in ``meta``, so pairwise learners read the same store.
+    """
+
+    ranking: tuple[int, int, int]
+    equal: bool = False
+    meta: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if len(set(self.ranking)) != 3:
+            raise ValueError(f"a triplet ranks three distinct items, got {self.ranking}")
+
+    def pairs(self, uid: str) -> list[PreferencePair]:
+        label: Label = "equal" if self.equal else "win"
+        meta = {**self.meta, "triplet": uid, "ranking": [int(i) for i in self.ranking], "equal": self.equal}
+        pos, neu, neg = (np.array([i], np.float32) for i in self.ranking)
+        return [PreferencePair(None, a, b, label, meta) for a, b in ((pos, neu), (pos, neg), (neu, neg))]
+
+
+def append_triplets(store: PreferenceStore, triplets: Iterable[RankedTriplet], prefix: str = "t") -> None:
+    """Write triplets to ``store`` (ids ``<prefix><n>``, numbered after the triplets already there)."""
+    start = len(load_triplets(store))
+    store.append([p for k, t in enumerate(triplets) for p in t.pairs(f"{prefix}{start + k}")])
+
+
+def load_triplets(store: PreferenceStore) -> list[RankedTriplet]:
+    """The triplets in ``store``, in the order they were written (pairs without a triplet id are skipped)."""
+    seen: dict[str, RankedTriplet] = {}
+    for pair in store:
+        uid = pair.meta.get("triplet")
+        if uid is None or uid in seen:
+            continue
+        meta = {k: v for k, v in pair.meta.items() if k not in ("triplet", "ranking", "equal")}
+        seen[uid] = RankedTriplet(tuple(int(i) for i in pair.meta["ranking"]),  # type: ignore[arg-type]
+                                  bool(pair.meta.get("equal", False)), meta)
+    return list(seen.values())
+
+
+class PreferenceOracle:
+    """A simulated labeller: ranks random triplets of items by a privileged score (RAPL's simulated human).
+
+    :param scores: one score per item (e.g. each rollout's privileged preference return); higher is preferred.
+    :param tie_eps: a triplet whose best and worst scores differ by at most this is labelled ``equal``.
+    :param seed: seeds which triplets are drawn.
+    """
+
+    def __init__(self, scores: Sequence[float] | np.ndarray, *, tie_eps: float = 0.0, seed: int = 0) -> None:
+        self.scores = np.asarray(scores, dtype=np.float64)
+        if self.scores.ndim != 1 or len(self.scores) < 3:
+            raise ValueError(f"the oracle needs a score for each of at least 3 items, got shape {self.scores.shape}")
+        if tie_eps < 0:
+            raise ValueError(f"tie_eps={tie_eps} must be >= 0")
+        self.tie_eps = float(tie_eps)
+        self.rng = np.random.default_rng(seed)
+
+    def rank(self, items: Sequence[int]) -> RankedTriplet:
+        """The oracle's ranking of three items."""
+        order = sorted((int(i) for i in items), key=lambda i: -self.scores[i])
+        equal = bool(self.scores[order[0]] - self.scores[order[2]] <= self.tie_eps)
+        return RankedTriplet((order[0], order[1], order[2]), equal, {"labeller": "oracle"})
+
+    def triplets(self, budget: int) -> list[RankedTriplet]:
+        """``budget`` triplets of distinct random items, each ranked."""
+        if budget < 1:
+            raise ValueError(f"budget={budget} must be >= 1 triplet")
+        return [self.rank(self.rng.choice(len(self.scores), 3, replace=False)) for _ in range(budget)]
+
+
+def triplet_arrays(triplets: Sequence[RankedTriplet]) -> tuple[np.ndarray, np.ndarray]:
+    """``(rankings (M, 3) int, equal (M,) bool)`` for training."""
+    return (np.array([t.ranking for t in triplets], dtype=np.int64).reshape(-1, 3),
+            np.array([t.equal for t in triplets], dtype=bool))
