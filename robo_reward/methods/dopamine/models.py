@@ -12,7 +12,7 @@ from robo_reward.methods.dopamine.progress import LearnedGRM, OracleProgressMode
 
 def build_progress_model(spec: ProgressModel | Mapping[str, Any], *, cameras: Sequence[str],
                          anchor_camera: str = "front") -> ProgressModel:
-    """``{"name": "oracle"}``, ``{"name": "grm", "checkpoint": path[, "task": name]}`` or
+    """``{"name": "oracle"}``, ``{"name": "grm", "checkpoint": path[, "task": name][, "beta": b]}`` or
     ``{"name": "http", "url": ..., "model": ..., "task": "..."}``."""
     if isinstance(spec, ProgressModel):
         return spec
@@ -24,12 +24,12 @@ def build_progress_model(spec: ProgressModel | Mapping[str, Any], *, cameras: Se
         if "checkpoint" not in spec:
             raise ValueError("progress model 'grm' needs checkpoint: <path of a GRM saved by robo-reward "
                              "dopamine-grm>")
-        model = LearnedGRM.load(spec.pop("checkpoint"), task=spec.pop("task", None))
+        model = LearnedGRM.load(spec.pop("checkpoint"), task=spec.pop("task", None), beta=spec.pop("beta", None))
         if tuple(model.cameras) != tuple(cameras):
             raise ValueError(f"GRM checkpoint uses cameras {list(model.cameras)}, the reward is configured with "
                              f"{list(cameras)}")
         if spec:
-            raise ValueError(f"unknown keys for progress model 'grm': {sorted(spec)}; valid: checkpoint, task")
+            raise ValueError(f"unknown keys for progress model 'grm': {sorted(spec)}; valid: checkpoint, task, beta")
         return model
     if name == "http":
         from robo_reward.methods.dopamine.http import HttpGRM

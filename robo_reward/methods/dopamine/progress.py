@@ -7,6 +7,8 @@ against any of them:
   (tests of everything downstream; fused progress then equals true progress).
 * :class:`LearnedGRM`: the small CPU-trainable stand-in for the paper's GRM (a per-view CNN shared across views,
   a task embedding, the 8-slot structure START, END, BEFORE x V, AFTER x V, and a tanh hop head).
+* :class:`LearnedProgressHead`: a per-state progress head phi(s | START, END) with an ensemble; its hop is derived
+  from phi through the label formula, so the three query modes share one forward pass (see its docstring).
 * :class:`HttpGRM` (in ``http.py``): the released GRM (or any VLM) behind an OpenAI-compatible endpoint.
 
 A model first *embeds* observations (per state: all views; per anchor: the anchor camera's image), and then
@@ -26,6 +28,8 @@ import torch
 from torch import nn
 
 from robo_reward.methods.dopamine.labels import hop_label
+
+PER_STATE = "phi"
 
 
 class ProgressModel(abc.ABC):
@@ -195,9 +199,18 @@ class LearnedGRM(ProgressModel):
         self.net.eval()
 
     @classmethod
-    def load(cls, path: str, *, task: str | None = None) -> LearnedGRM:
-        """A GRM saved by :func:`robo_reward.methods.dopamine.training.save_grm`."""
+    def load(cls, path: str, *, task: str | None = None, beta: float | None = None) -> ProgressModel:
+        """A GRM saved by :func:`robo_reward.methods.dopamine.training.save_grm` (either kind of model)."""
         state = torch.load(path, map_location="cpu", weights_only=False)
+        if state.get("kind") == PER_STATE:
+            if task is not None:
+                raise ValueError("a per-state progress head has no task embedding; drop model.task")
+            head = LearnedProgressHead.from_state(state)
+            if beta is not None:
+                head.beta = float(beta)
+            return head
+        if beta is not None:
+            raise ValueError("beta (pessimism) applies to a per-state progress head; this checkpoint is a hop GRM")
         model = cls(state["cameras"], state["anchor_camera"], tasks=state["tasks"], **state["net_kwargs"])
         model.load_state_dict(state)
         if task is not None:
@@ -205,3 +218,129 @@ class LearnedGRM(ProgressModel):
                 raise ValueError(f"task {task!r} is not one the GRM was trained on: {list(model.tasks)}")
             model.task_id = model.tasks.index(task)
         return model
+
+
+class PhiNet(nn.Module):
+    """Per-view CNN shared by all slots and an ensemble of MLP heads phi_k(s | START, END) in [0, 1].
+
+    The head reads the START and END anchor embeddings, the state's view embeddings and the differences of the
+    anchor-camera view from both anchors; a LayerNorm'd embedding keeps the differences on one scale.
+    """
+
+    def __init__(self, num_views: int, image_size: int = 48, width: int = 16, embed_dim: int = 64,
+                 hidden: int = 128, ensemble: int = 5) -> None:
+        super().__init__()
+        side = _conv_out(image_size)
+        if side < 1:
+            raise ValueError(f"image_size={image_size} is too small for the GRM encoder (needs >= 22)")
+        if ensemble < 1:
+            raise ValueError(f"ensemble={ensemble} must be >= 1")
+        self.encoder = nn.Sequential(
+            nn.Conv2d(3, width, 4, 2), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2), nn.ReLU(),
+            nn.Conv2d(2 * width, 2 * width, 3, 1), nn.ReLU(), nn.Flatten(),
+            nn.Linear(2 * width * side * side, embed_dim), nn.LayerNorm(embed_dim),
+        )
+        self.num_views, self.image_size, self.ensemble = num_views, image_size, ensemble
+        inputs = (4 + num_views) * embed_dim
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(inputs, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                          nn.Linear(hidden, 1)) for _ in range(ensemble))
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(B, H, W, 3) uint8 -> (B, embed_dim)."""
+        x = images.permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+        return self.encoder(x)
+
+    def phi(self, start: torch.Tensor, goal: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """Embeddings (B, D), (B, D), (B, V, D) -> per-member progress logits (B, K); view 0 is the anchor camera."""
+        front = state[:, 0]
+        feats = torch.cat([start, goal, state.flatten(1), front - start, front - goal], dim=1)
+        return torch.cat([h(feats) for h in self.heads], dim=1)
+
+
+class LearnedProgressHead(ProgressModel):
+    """Per-state progress phi(s | START, END) with pessimism; hops derived from it (departs from the paper).
+
+    The paper's GRM regresses the hop H(BEFORE, AFTER) directly. Here an ensemble of K heads predicts the
+    progress of ONE state given the START anchor (the episode's own first frame, so Reach's progress, a distance
+    ratio to the start distance, is computable from the query) and the END anchor (a demo's last frame for the
+    same goal); the potential is ``mean_k phi_k - beta * std_k phi_k`` clipped to [0, 1] (pessimism: the
+    ensemble disagrees off its data, and the reward then pays less, not more). The hop is the label formula
+    applied to two such values, H(p, q) = hop_label(phi(p), phi(q)), so every query mode is consistent with the
+    others by construction, the incremental mode cannot drift away from phi (the label round trip is exact), and
+    the reward computes phi once per new state instead of three hop queries. Trained by MSE on the simulator's
+    progress of every visited state (pretraining variants only) and one-shot adapted on the held-out demo's
+    step-aware labels i/M (no privileged labels on the held-out task); see ``training.train_progress_head``.
+
+    :param beta: pessimism weight on the ensemble's standard deviation (0: the mean).
+    """
+
+    per_state = True
+
+    def __init__(self, cameras: Sequence[str] = ("front", "wrist"), anchor_camera: str = "front", *,
+                 image_size: int = 48, beta: float = 1.0, seed: int = 0, **net_kwargs: Any) -> None:
+        super().__init__(cameras, anchor_camera)
+        if self.cameras[0] != anchor_camera:
+            raise ValueError(f"the progress head expects the anchor camera {anchor_camera!r} as the first of "
+                             f"cameras {list(self.cameras)}")
+        self.beta = float(beta)
+        self.net_kwargs = dict(net_kwargs, image_size=image_size)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = PhiNet(len(self.cameras), **self.net_kwargs)
+        self.net.eval()
+
+    def _encode(self, images: np.ndarray) -> np.ndarray:
+        flat = images.reshape(-1, *images.shape[-3:])
+        if flat.shape[1:3] != (self.net.image_size, self.net.image_size):
+            raise ValueError(f"GRM expects {self.net.image_size}x{self.net.image_size} images, got "
+                             f"{flat.shape[1]}x{flat.shape[2]}; set the env's image_size to match")
+        with torch.inference_mode():
+            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
+        return out.numpy().reshape(*images.shape[:-3], -1)
+
+    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
+        return self._encode(super().embed_states(views))
+
+    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
+        return self._encode(np.asarray(images))
+
+    def members(self, start: np.ndarray, goal: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """Each ensemble member's progress (n, K) for embedded states; anchors may have one row."""
+        n = len(states)
+        t = torch.from_numpy
+        with torch.inference_mode():
+            logits = self.net.phi(t(np.broadcast_to(start, (n, start.shape[-1])).copy()),
+                                  t(np.broadcast_to(goal, (n, goal.shape[-1])).copy()),
+                                  t(np.array(states, copy=True)))
+        return torch.sigmoid(logits).numpy().astype(np.float64)
+
+    def progress(self, start: np.ndarray, goal: np.ndarray, states: np.ndarray) -> np.ndarray:
+        """The pessimistic progress mean - beta * std over the ensemble, clipped to [0, 1]."""
+        m = self.members(start, goal, states)
+        return np.clip(m.mean(axis=1) - self.beta * m.std(axis=1), 0.0, 1.0)
+
+    def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
+        return np.repeat(np.asarray(anchors)[:, None], len(self.cameras), axis=1)
+
+    def hop(self, start: np.ndarray, goal: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
+        return hop_label(self.progress(start, goal, before), self.progress(start, goal, after))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"kind": PER_STATE, "net": self.net.state_dict(), "cameras": self.cameras,
+                "anchor_camera": self.anchor_camera, "net_kwargs": self.net_kwargs, "beta": self.beta}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        if tuple(state["cameras"]) != self.cameras:
+            raise ValueError(f"GRM checkpoint was trained on cameras {list(state['cameras'])}, this model uses "
+                             f"{list(self.cameras)}; set cameras to match")
+        self.net_kwargs = dict(state["net_kwargs"])
+        self.net = PhiNet(len(self.cameras), **self.net_kwargs)
+        self.net.load_state_dict(state["net"])
+        self.net.eval()
+
+    @classmethod
+    def from_state(cls, state: Mapping[str, Any]) -> LearnedProgressHead:
+        head = cls(state["cameras"], state["anchor_camera"], beta=state["beta"], **state["net_kwargs"])
+        head.load_state_dict(state)
+        return head

@@ -22,6 +22,10 @@ Ablations: ``modes`` (any subset of the three), ``shaping="naive"`` (Phi(s') - P
 ``shaping="progress"`` (no PBRS: r = r_gold + Phi*(s')), and the GRM checkpoint (zero-shot or adapted).
 
 Cost: one encoder call (the new state's views, all envs) and one hop call (all envs, all modes) per vector step.
+With a per-state progress head (``progress.LearnedProgressHead``) the hop call is one progress call: every mode's
+hop is the label formula on the cached phi(s_{t-1}), phi(s_0) and phi(goal) = 1 against the new phi(s_t), so
+Phi_F = Phi_B = (pessimistic) phi(s_t) up to phi(s_0), and the incremental mode reproduces it by the label round
+trip instead of accumulating hop noise (the paper's incremental update inflates zero-mean noise towards 0.5).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from robo_reward.methods.dopamine.labels import incremental_update
+from robo_reward.methods.dopamine.labels import hop_label, incremental_update
 from robo_reward.methods.dopamine.progress import ProgressModel
 from robo_reward.potentials import Potential
 from robo_reward.protocol import Obs, Reward, RewardOutput, SpaceMismatchError, TransitionBatch
@@ -69,7 +73,11 @@ class ProgressPotential(Potential):
 
     def __init__(self, model: ProgressModel, *, modes: Sequence[str] = MODES, consistency: bool = False,
                  alpha: float = 2.0, eps: float = 0.05, clamp: bool = True,
-                 anchors: tuple[np.ndarray, np.ndarray] | None = None) -> None:
+                 anchors: tuple[np.ndarray, np.ndarray] | None = None, start: str = "reference") -> None:
+        if start not in ("reference", "episode"):
+            raise ValueError(f"start must be 'reference' (the demo's first frame) or 'episode' (the episode's own "
+                             f"first frame), got {start!r}")
+        self.start = start
         bad = set(modes) - set(MODES)
         if bad or not modes:
             raise ValueError(f"modes must be a non-empty subset of {MODES}, got {list(modes)}")
@@ -77,6 +85,7 @@ class ProgressPotential(Potential):
             raise ValueError("the consistency check needs both the forward and backward modes")
         self.model, self.modes, self.consistency = model, tuple(m for m in MODES if m in modes), consistency
         self.alpha, self.eps, self.clamp = alpha, eps, clamp
+        self.per_state = bool(getattr(model, "per_state", False))
         self.anchor_images = anchors
         self.calls = 0
         self.last: dict[str, np.ndarray] = {}
@@ -102,6 +111,7 @@ class ProgressPotential(Potential):
         self.num_envs = num_envs
         self._init: np.ndarray | None = None
         self._prev: np.ndarray | None = None
+        self._starts: np.ndarray | None = None
         self._phi_i = np.zeros(num_envs)
         self._phi = np.zeros(num_envs)
 
@@ -118,10 +128,27 @@ class ProgressPotential(Potential):
         cache[rows] = values
         return cache
 
+    def _episode_start(self, obs: Obs, rows: np.ndarray) -> None:
+        if self.model.needs_privileged:
+            emb = self.model.embed_anchors(np.zeros(len(rows)), np.zeros(len(rows)))
+        else:
+            emb = self.model.embed_anchors(np.asarray(obs[self.model.anchor_camera])[rows])  # type: ignore[index]
+        self._starts = self._store(self._starts, rows, emb)
+
+    def _start_rows(self, ids: np.ndarray) -> np.ndarray:
+        if self.start == "reference":
+            return self._start
+        assert self._starts is not None
+        return self._starts[ids]
+
     def initial(self, obs: Obs, env_mask: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(env_mask)
         progress = np.zeros(len(rows)) if self.model.needs_privileged else None
+        if self.start == "episode":
+            self._episode_start(obs, rows)
         emb = self._embed(obs, rows, progress)
+        if self.per_state:
+            emb = self.model.progress(self._start_rows(rows), self._goal, emb)  # type: ignore[attr-defined]
         self._init = self._store(self._init, rows, emb)
         self._prev = self._store(self._prev, rows, emb)
         self._phi_i[rows] = 0.0
@@ -135,12 +162,21 @@ class ProgressPotential(Potential):
             progress = np.array([info["progress"] for info in batch.infos], dtype=np.float64)
         emb = self._embed(batch.next_obs, slice(None), progress)
         assert self._init is not None and self._prev is not None
-        before = {"incremental": self._prev[ids], "forward": self._init[ids],
-                  "backward": np.repeat(self._goal_state, len(ids), axis=0)}
-        hops = self.model.hop(self._start, self._goal, np.concatenate([before[m] for m in self.modes]),
-                              np.concatenate([emb] * len(self.modes)))
-        self.calls += 1
-        h = dict(zip(self.modes, np.split(np.clip(hops, -1.0, 1.0), len(self.modes)), strict=True))
+        if self.per_state:
+            emb = self.model.progress(self._start_rows(ids), self._goal, emb)  # type: ignore[attr-defined]
+            self.calls += 1
+            before = {"incremental": self._prev[ids], "forward": self._init[ids], "backward": np.ones(len(ids))}
+            h = {m: np.clip(hop_label(before[m], emb), -1.0, 1.0) for m in self.modes}
+        else:
+            before = {"incremental": self._prev[ids], "forward": self._init[ids],
+                      "backward": np.repeat(self._goal_state, len(ids), axis=0)}
+            start = self._start_rows(ids)
+            if self.start == "episode":
+                start = np.concatenate([start] * len(self.modes))
+            hops = self.model.hop(start, self._goal, np.concatenate([before[m] for m in self.modes]),
+                                  np.concatenate([emb] * len(self.modes)))
+            self.calls += 1
+            h = dict(zip(self.modes, np.split(np.clip(hops, -1.0, 1.0), len(self.modes)), strict=True))
         phi_i = incremental_update(self._phi_i[ids], h["incremental"]) if "incremental" in h else None
         phi_f = h.get("forward")
         phi_b = 1.0 + h["backward"] if "backward" in h else None
@@ -174,6 +210,9 @@ class DopamineReward(Reward):
     :param cameras: the views of a state (the env must render them).
     :param reference: the demo whose first/last ``anchor_camera`` frames are the START/END anchors:
         ``{"dataset": <Minari id or folder>, "episode": 0}`` (not needed by the oracle).
+    :param start: the START anchor: ``"reference"`` (the demo's first frame, the paper's prompt) or
+        ``"episode"`` (the episode's own first frame, so a progress measured from the episode's start is
+        computable from the query; a departure, the default for a per-state progress head).
     :param scale: multiplies the dense part, i.e. the potential is ``scale * Phi*`` (still potential-based; the
         paper's Phi* is in [0, 1], which over 100-step episodes gives PPO a faint signal next to r_gold).
     """
@@ -186,7 +225,7 @@ class DopamineReward(Reward):
                  modes: Sequence[str] = MODES, consistency: bool = False, shaping: str = "pbrs",
                  gold: str = "threshold", threshold: float = 0.95, gold_reward: float = 1.0, scale: float = 1.0,
                  reference: Mapping[str, Any] | None = None, gamma: float | None = None,
-                 label: str = "dopamine") -> None:
+                 start: str | None = None, label: str = "dopamine") -> None:
         from robo_reward.methods.dopamine.models import build_progress_model, reference_anchors
 
         if shaping not in ("pbrs", "naive", "progress"):
@@ -195,7 +234,10 @@ class DopamineReward(Reward):
             raise ValueError(f"gold must be 'threshold', 'success' or 'none', got {gold!r}")
         self.model = build_progress_model(model or {"name": "oracle"}, cameras=cameras, anchor_camera=anchor_camera)
         anchors = reference_anchors(reference, anchor_camera) if reference is not None else None
-        self.potential = ProgressPotential(self.model, modes=modes, consistency=consistency, anchors=anchors)
+        if start is None:
+            start = "episode" if getattr(self.model, "per_state", False) else "reference"
+        self.potential = ProgressPotential(self.model, modes=modes, consistency=consistency, anchors=anchors,
+                                           start=start)
         self.shaping_mode, self.gold, self.threshold, self.gold_reward = shaping, gold, threshold, gold_reward
         self.scale = float(scale)
         self.shaping = PotentialShaping(self.potential, gamma=gamma, naive=shaping == "naive", label="shaping")

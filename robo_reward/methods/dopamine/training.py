@@ -4,6 +4,13 @@ Pretraining uses hop pairs from every demo (``labels.py``) with the paper's MSE 
 adaptation fine-tunes on pairs from ONE demonstration of a held-out variant (Robo-Dopamine, Sec. 3.2).
 VOC (value-order correlation) is the Spearman correlation between the time index and the predicted progress
 of every frame of a demo, predictions made on shuffled frames; voc+ on the demo, voc- on the reversed video.
+
+The per-state progress head (``progress.LearnedProgressHead``) trains on :class:`ProgressData`: every state of
+many rollouts (experts, perturbation bursts with recovery, decoy goals, random and failed runs) labelled with
+the simulator's progress, with each rollout's own first frame as START and a same-goal demo's last frame as END
+(:func:`train_progress_head`). Its one-shot adaptation uses the held-out demo's step-aware labels i/M only, mixed
+with replayed pretraining batches so that one 10-frame demo does not overwrite what the head knows about
+off-demo states (replay is a departure: the paper fine-tunes on the demo's pairs alone).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ from scipy import stats
 
 from robo_reward.checkpoint import atomic_write
 from robo_reward.methods.dopamine.labels import anchor_episodes, point_progress, sample_pairs, sample_points
-from robo_reward.methods.dopamine.progress import LearnedGRM, ProgressModel
+from robo_reward.methods.dopamine.progress import LearnedGRM, LearnedProgressHead, ProgressModel
 
 
 class Demo(Protocol):
@@ -150,14 +157,128 @@ def train_grm(model: LearnedGRM, data: HopDataset, *, steps: int = 2000, batch_s
     return losses
 
 
+@dataclass
+class ProgressData:
+    """States labelled with progress: ``frames[camera]`` (N, H, W, 3), ``progress`` (N,), ``episode`` (N,), and
+    per episode the row of its first state (``start_row``, the START anchor) and an END anchor image
+    (``end_anchor``, (E, H, W, 3) of the anchor camera)."""
+
+    frames: dict[str, np.ndarray]
+    progress: np.ndarray
+    episode: np.ndarray
+    start_row: np.ndarray
+    end_anchor: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.progress)
+
+    def subset(self, episodes: np.ndarray) -> ProgressData:
+        """The rows of the given episodes (renumbered 0..len(episodes)-1)."""
+        episodes = np.asarray(episodes)
+        rows = np.flatnonzero(np.isin(self.episode, episodes))
+        new_id = np.full(len(self.start_row), -1)
+        new_id[episodes] = np.arange(len(episodes))
+        old_rows = np.full(len(self.progress), -1)
+        old_rows[rows] = np.arange(len(rows))
+        return ProgressData({c: f[rows] for c, f in self.frames.items()}, self.progress[rows],
+                            new_id[self.episode[rows]], old_rows[self.start_row[episodes]], self.end_anchor[episodes])
+
+    @classmethod
+    def from_demo(cls, demo: Demo, cameras: Sequence[str], anchor_camera: str) -> ProgressData:
+        """One demo with the paper's step-aware labels Phi(s_i) = i / M (no privileged progress)."""
+        points = sample_points(demo.keyframes)
+        frames = {c: demo.frames(c)[points] for c in sorted({*cameras, anchor_camera})}
+        return cls(frames, point_progress(len(points)), np.zeros(len(points), np.int64), np.zeros(1, np.int64),
+                   demo.frames(anchor_camera)[points[-1:]])
+
+
+def _phi_batch(data: ProgressData, idx: np.ndarray, cameras: Sequence[str], anchor_camera: str
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ep = data.episode[idx]
+    start = data.frames[anchor_camera][data.start_row[ep]]
+    goal = data.end_anchor[ep]
+    state = np.stack([data.frames[c][idx] for c in cameras], axis=1)
+    return start, goal, state
+
+
+def train_progress_head(model: LearnedProgressHead, data: ProgressData, *, steps: int = 3000, batch_size: int = 64,
+                        lr: float = 1e-3, weight_decay: float = 1e-4, augment: int = 0, bootstrap: float = 0.8,
+                        replay: ProgressData | None = None, replay_fraction: float = 0.0, seed: int = 0,
+                        log_every: int = 100, callback: Any = None) -> list[float]:
+    """MSE of every ensemble member's sigmoid progress on the labels, AdamW with a cosine schedule.
+
+    Each member sees a fixed random ``bootstrap`` fraction of the rows (its own mask), so the members disagree
+    where the data are thin, which is what the pessimism reads. ``replay`` rows fill ``replay_fraction`` of each
+    batch (all members train on them). Returns the mean loss per ``log_every`` steps.
+    """
+    net = model.net
+    net.train()
+    opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, steps))
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    k = net.ensemble
+    masks = rng.random((len(data), k)) < bootstrap if k > 1 else np.ones((len(data), 1), bool)
+    n_replay = round(replay_fraction * batch_size) if replay is not None else 0
+    v = len(model.cameras)
+    losses, running = [], 0.0
+    for step in range(steps):
+        idx = rng.integers(0, len(data), size=batch_size - n_replay)
+        start, goal, state = _phi_batch(data, idx, model.cameras, model.anchor_camera)
+        labels, mask = data.progress[idx], masks[idx]
+        if n_replay:
+            assert replay is not None
+            ridx = rng.integers(0, len(replay), size=n_replay)
+            rs, rg, rx = _phi_batch(replay, ridx, model.cameras, model.anchor_camera)
+            start, goal, state = np.concatenate([start, rs]), np.concatenate([goal, rg]), np.concatenate([state, rx])
+            labels = np.concatenate([labels, replay.progress[ridx]])
+            mask = np.concatenate([mask, np.ones((n_replay, k), bool)])
+        b = len(labels)
+        images = torch.from_numpy(np.concatenate([start, goal, state.reshape(-1, *state.shape[2:])]))
+        if augment:
+            images = _shift(images, augment, gen)
+        emb = net.encode(images)
+        pred = torch.sigmoid(net.phi(emb[:b], emb[b:2 * b], emb[2 * b:].view(b, v, -1)))
+        err = (pred - torch.from_numpy(labels).float()[:, None]) ** 2
+        m = torch.from_numpy(mask).float()
+        loss = (err * m).sum() / m.sum().clamp(min=1.0)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        running += loss.item()
+        if (step + 1) % log_every == 0:
+            losses.append(running / log_every)
+            running = 0.0
+            if callback is not None:
+                callback(step + 1, losses[-1])
+    net.eval()
+    return losses
+
+
+def head_progress(model: LearnedProgressHead, data: ProgressData, *, batch: int = 256) -> np.ndarray:
+    """The head's (pessimistic) progress for every row of ``data``."""
+    out = np.empty(len(data))
+    for lo in range(0, len(data), batch):
+        idx = np.arange(lo, min(len(data), lo + batch))
+        start, goal, state = _phi_batch(data, idx, model.cameras, model.anchor_camera)
+        emb = model.embed_states({c: state[:, i] for i, c in enumerate(model.cameras)})
+        out[idx] = model.progress(model.embed_anchors(start), model.embed_anchors(goal), emb)
+    return out
+
+
 def predicted_progress(model: ProgressModel, views: Mapping[str, np.ndarray], first: Mapping[str, np.ndarray],
                        start: np.ndarray, goal: np.ndarray, *, batch: int = 64) -> np.ndarray:
     """Per-frame progress from the anchored modes: mean(H(s_0, s_t), 1 + H(goal, s_t)), clamped to [0, 1].
 
     ``views[camera]`` are the frames to score (any order), ``first[camera]`` the video's first frame s_0 (1 row),
-    ``start``/``goal`` the reference anchor images.
+    ``start``/``goal`` the reference anchor images. A per-state head reads phi(s_t | s_0, goal) directly, with the
+    video's own first frame as START.
     """
     n = len(next(iter(views.values())))
+    if isinstance(model, LearnedProgressHead):
+        start = np.asarray(first[model.anchor_camera])[0]
     emb_start, emb_goal = model.embed_anchors(start[None]), model.embed_anchors(goal[None])
     goal_state = model.anchor_as_state(emb_goal)
     first = model.embed_states(first)
@@ -165,6 +286,9 @@ def predicted_progress(model: ProgressModel, views: Mapping[str, np.ndarray], fi
     for lo in range(0, n, batch):
         rows = slice(lo, min(n, lo + batch))
         emb = model.embed_states({c: v[rows] for c, v in views.items()})
+        if isinstance(model, LearnedProgressHead):
+            out[rows] = model.progress(emb_start, emb_goal, emb)
+            continue
         k = len(emb)
         fwd = model.hop(emb_start, emb_goal, np.repeat(first, k, axis=0), emb)
         bwd = model.hop(emb_start, emb_goal, np.repeat(goal_state, k, axis=0), emb)
