@@ -96,6 +96,21 @@ class WarmStartConfig(_Strict):
     log_std: float | None = -1.0  # the policy's log std after cloning; null keeps the initial one
 
 
+class DemoBufferConfig(_Strict):
+    """Write demonstrations into an off-policy learner's replay buffer before RL (:mod:`robo_reward.runner`).
+
+    Each demo episode is replayed through the reward design (its ``reset`` once per episode, then every step), so
+    stored demo transitions relabel like the agent's own. ``fraction`` keeps the first part of the episodes
+    (0.2: one fifth), after ``episodes`` if both are set.
+    """
+
+    dataset: str  # Minari dataset id (under root) or folder
+    root: str | None = None
+    episodes: int | None = Field(None, ge=1)  # first N episodes; all when unset
+    fraction: float = Field(1.0, gt=0, le=1)
+    obs_key: str | None = None  # key of dict demo observations the policy sees; defaults to env.policy_obs
+
+
 class AgentConfig(_Strict):
     """The learner: an SB3 (or sb3-contrib, or robo_reward.agents) algorithm and its constructor kwargs."""
 
@@ -105,6 +120,7 @@ class AgentConfig(_Strict):
     relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
     torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
     warm_start: WarmStartConfig | None = None  # behaviour cloning on demos before RL (PPO/A2C, Box actions)
+    demo_buffer: DemoBufferConfig | None = None  # off-policy: demos written into the replay buffer before RL
     backend: Literal["sb3", "rllib"] = "sb3"  # rllib: Ray RLlib's PPO (robo_reward.agents.rllib; the ray extra)
     rllib: dict[str, Any] = Field(default_factory=dict)  # num_env_runners, num_cpus, other AlgorithmConfig keys
 

@@ -79,6 +79,9 @@ class TransitionBatch:
     ``info["terminal_observation"]``, Gymnasium's ``info["final_obs"]``), never the reset observation.
     ``env_ids`` says which vector env each row came from, so stateful rewards can index their per-env state
     when only some envs carry a transition (Gymnasium NEXT_STEP autoreset steps are left out).
+    ``extras`` holds per-row arrays a replay buffer stored beside each transition (what
+    :meth:`Reward.transition_state` exposed when it was added), so a reward whose value depends on per-episode
+    state (keypoints proposed at reset) can be recomputed from the stored rows alone.
 
     >>> b = TransitionBatch(obs=np.zeros((2, 3)), action=np.zeros((2, 1)), next_obs=np.ones((2, 3)),
     ...                     reward=np.zeros(2), terminated=np.array([True, False]),
@@ -95,11 +98,15 @@ class TransitionBatch:
     truncated: np.ndarray
     infos: Sequence[Mapping[str, Any]] = ()
     env_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         n = len(self.reward)
         if self.env_ids is None:
             self.env_ids = _arange(n)
+        bad = {k: len(v) for k, v in self.extras.items() if len(v) != n}
+        if bad:
+            raise ValueError(f"TransitionBatch extras must have one row per transition ({n}); got {bad}")
         if not (len(self.action) == len(self.terminated) == len(self.truncated) == len(self.env_ids) == n
                 and obs_len(self.obs) == n and obs_len(self.next_obs) == n):
             sizes = {name: (obs_len(getattr(self, name)) if name in ("obs", "next_obs") else len(getattr(self, name)))
@@ -122,7 +129,7 @@ class TransitionBatch:
         return TransitionBatch(
             obs=_take(self.obs, idx), action=self.action[idx], next_obs=_take(self.next_obs, idx),
             reward=self.reward[idx], terminated=self.terminated[idx], truncated=self.truncated[idx],
-            infos=infos, env_ids=self.env_ids[idx],
+            infos=infos, env_ids=self.env_ids[idx], extras={k: v[idx] for k, v in self.extras.items()},
         )
 
     def with_reward(self, reward: np.ndarray) -> TransitionBatch:
@@ -136,12 +143,14 @@ class TransitionBatch:
         infos: list[Mapping[str, Any]] = []
         for b in batches:
             infos.extend(b.infos or [{}] * b.num)
+        common = set.intersection(*(set(b.extras) for b in batches))
         return TransitionBatch(
             obs=_concat([b.obs for b in batches]), action=np.concatenate([b.action for b in batches]),
             next_obs=_concat([b.next_obs for b in batches]), reward=np.concatenate([b.reward for b in batches]),
             terminated=np.concatenate([b.terminated for b in batches]),
             truncated=np.concatenate([b.truncated for b in batches]), infos=infos,
             env_ids=np.concatenate([b.env_ids for b in batches]),
+            extras={k: np.concatenate([b.extras[k] for b in batches]) for k in sorted(common)},
         )
 
 
@@ -246,9 +255,25 @@ class Reward(abc.ABC):
             return [self]
         return [learner for child in self.children() for learner in child.learners()]
 
+    @property
+    def can_relabel(self) -> bool:
+        """Whether :meth:`relabel` can recompute stored transitions: by default only stateless, infos-free
+        rewards; a stateful reward that stores what it needs through :meth:`transition_state` overrides this."""
+        return self.stateless and not self.needs_infos
+
+    def transition_state(self) -> dict[str, np.ndarray]:
+        """Per-env arrays (one row per env, keys unique in the reward tree) describing the transition the last
+        :meth:`evaluate` paid, for a replay buffer to store beside it and hand back in ``batch.extras`` at
+        relabelling time. They must stay valid after :meth:`reset` (the buffer adds a transition after the
+        adapter has reset finished envs). The default merges the children's."""
+        out: dict[str, np.ndarray] = {}
+        for child in self.children():
+            out.update(child.transition_state())
+        return out
+
     def relabel(self, batch: TransitionBatch) -> np.ndarray:
         """Recompute rewards for stored transitions in any order (replay relabelling, historical patching)."""
-        if not self.stateless or self.needs_infos:
+        if not self.can_relabel:
             why = "keeps per-episode state" if not self.stateless else "reads step infos, which buffers do not keep"
             raise RewardError(
                 f"reward term '{self.name}' ({type(self).__name__}) {why}, so it cannot be recomputed for "

@@ -234,7 +234,7 @@ class TrainingRun:
         kwargs = dict(self.cfg.agent.kwargs)
         relabel = self.cfg.agent.relabel
         if is_off_policy(self.cfg.agent.algo) and self.reward is not None and relabel is not False:
-            if not (self.reward.stateless and not self.reward.needs_infos):
+            if not self.reward.can_relabel:
                 if relabel:
                     raise ConfigError(f"agent.relabel=true but reward '{self.reward.name}' cannot be recomputed for "
                                      "stored transitions (it is stateful or reads infos); set agent.relabel: false")
@@ -268,6 +268,8 @@ class TrainingRun:
         atomic_write(self.run_dir / "config.yaml", lambda tmp: Path(tmp).write_text(self.cfg.dump()))
         if self.cfg.agent.warm_start is not None:
             self._warm_start(self.model)
+        if self.cfg.agent.demo_buffer is not None:
+            self._fill_demo_buffer(self.model)
         self._configure_logging(self.model)
 
     def _make_agent(self, venv: VecEnv) -> BaseAlgorithm:
@@ -310,6 +312,25 @@ class TrainingRun:
                               log_std=ws.log_std, seed=self.seed)
         (self.run_dir / "warm_start.json").write_text(json.dumps(
             {"dataset": ws.dataset, "episodes": len(episodes), "pairs": len(obs), "mse": mse}))
+
+    def _fill_demo_buffer(self, model: BaseAlgorithm) -> None:
+        from robo_reward.datasets import load_demos
+        from robo_reward.demo_buffer import fill_replay_buffer
+
+        db = self.cfg.agent.demo_buffer
+        assert db is not None
+        if not isinstance(model, OffPolicyAlgorithm):
+            raise ConfigError(f"agent.demo_buffer needs an off-policy agent with a replay buffer (SAC, TD3, DQN); "
+                              f"{self.cfg.agent.algo} has none: remove agent.demo_buffer or change agent.algo")
+        episodes = load_demos(db.dataset, root=db.root)[: db.episodes]
+        episodes = episodes[: max(1, round(db.fraction * len(episodes)))]
+        added = fill_replay_buffer(
+            model.replay_buffer, episodes, reward=self.reward,  # type: ignore[arg-type]
+            extrinsic_weight=self.cfg.reward.extrinsic_weight,
+            num_envs=model.n_envs, obs_key=db.obs_key or self.cfg.env.policy_obs,
+            scale_action=model.policy.scale_action if isinstance(model.action_space, gym.spaces.Box) else None)
+        (self.run_dir / "demo_buffer.json").write_text(json.dumps(
+            {"dataset": db.dataset, "episodes": len(episodes), "transitions": added}))
 
     # -- checkpoints --------------------------------------------------------------------------------------
     @property

@@ -5,7 +5,10 @@
   ``info["TimeLimit.truncated"]`` tells truncation from termination.
 * :class:`RelabelingReplayBuffer` / :class:`RelabelingDictReplayBuffer` (SAC, TD3, DQN) store the env's own reward
   untouched and recompute the designed reward of every sampled transition with the current model ("historical
-  patching", Blonde et al., arXiv 2006.16785), so rewards learned online are never stale.
+  patching", Blonde et al., arXiv 2006.16785), so rewards learned online are never stale. Beside each slot they
+  store the arrays the reward exposes through ``Reward.transition_state()`` at ``add`` time (per-episode state
+  such as proposed keypoints) and hand them back in ``batch.extras``, so such rewards relabel from the stored
+  rows without recomputing that state.
 * :class:`RewardCallback` hands the learner's gamma to the reward, logs each term's per-episode sum, and runs
   each learned term's online ``update`` on its own ``update_every``.
 
@@ -191,6 +194,26 @@ class _Relabeling(abc.ABC):
         """Use ``reward`` (typically the env wrapper's) for every sampled transition."""
         self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
 
+    def _store_extras(self, extras: Mapping[str, np.ndarray] | None) -> None:
+        """Write one row per env of reward state into the slot ``add`` is about to fill (``self.pos``).
+
+        ``extras`` defaults to the attached reward's :meth:`~robo_reward.protocol.Reward.transition_state`;
+        arrays are allocated at the first add that carries a key (``(buffer_size, n_envs, *shape)``).
+        """
+        if extras is None:
+            extras = self.reward.transition_state() if self.reward is not None else {}
+        store: dict[str, np.ndarray] = self.__dict__.setdefault("extras", {})
+        if store and set(extras) != set(store):
+            raise ValueError(f"reward transition state keys changed from {sorted(store)} to {sorted(extras)}; "
+                             "a reward must expose the same transition_state() keys at every add")
+        for key, value in extras.items():
+            value = np.asarray(value)
+            if len(value) != self.n_envs:
+                raise ValueError(f"transition state {key!r} has {len(value)} rows; the buffer has {self.n_envs} envs")
+            if key not in store:
+                store[key] = np.zeros((self.buffer_size, *value.shape), dtype=value.dtype)
+            store[key][self.pos] = value
+
     def __getstate__(self) -> dict[str, Any]:
         """Pickle (SB3's ``save_replay_buffer``) without the reward: it is saved with its own checkpoint, may not
         pickle (torch parametrizations such as spectral norm refuse), and RewardCallback re-attaches it."""
@@ -218,9 +241,11 @@ class _Relabeling(abc.ABC):
         obs, next_obs = self._observations(batch_inds, env_indices)
         done = self.dones[batch_inds, env_indices].astype(bool)
         timeout = self.timeouts[batch_inds, env_indices].astype(bool)
+        extras = {k: v[batch_inds, env_indices] for k, v in self.__dict__.get("extras", {}).items()}
         return TransitionBatch(obs=obs, action=self.env_actions(self.actions[batch_inds, env_indices]),
                                next_obs=next_obs, reward=self.rewards[batch_inds, env_indices].astype(np.float64),
-                               terminated=done & ~timeout, truncated=done & timeout, env_ids=env_indices)
+                               terminated=done & ~timeout, truncated=done & timeout, env_ids=env_indices,
+                               extras=extras)
 
     def sample_transitions(self, n: int, rng: np.random.Generator) -> TransitionBatch:
         """``n`` stored transitions drawn uniformly (e.g. a discriminator's policy batch)."""
@@ -249,7 +274,8 @@ class RelabelingReplayBuffer(_Relabeling, ReplayBuffer):
         self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
 
     def add(self, obs: np.ndarray, next_obs: np.ndarray, action: np.ndarray, reward: np.ndarray,
-            done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+            done: np.ndarray, infos: list[dict[str, Any]], extras: Mapping[str, np.ndarray] | None = None) -> None:
+        self._store_extras(extras)
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
 
     def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
@@ -280,7 +306,9 @@ class RelabelingDictReplayBuffer(_Relabeling, DictReplayBuffer):
         self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
 
     def add(self, obs: dict[str, np.ndarray], next_obs: dict[str, np.ndarray], action: np.ndarray,
-            reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]]) -> None:
+            reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]],
+            extras: Mapping[str, np.ndarray] | None = None) -> None:
+        self._store_extras(extras)
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)
 
     def _observations(self, batch_inds: np.ndarray, env_indices: np.ndarray) -> tuple[Obs, Obs]:
