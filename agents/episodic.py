@@ -4,7 +4,7 @@
 finished episode's rewards to its slots when the episode ends (before any later gradient step samples them).
 ``EpisodicPPO`` collects into an :class:`~robo_reward.episodic.EpisodicRolloutBuffer`, which does the same before
 ``compute_returns_and_advantage``, so GAE sees the episode-end rewards; its ``n_steps`` must be a multiple of the
-episode length (the buffer raises otherwise). Both attach the env's episodic reward whenever learning starts.
+episode length (the buffer raises otherwise). Both attach the env's episodic reward whenever learning starts; on an env without one they are plain SAC and PPO.
 """
 
 from __future__ import annotations

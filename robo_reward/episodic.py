@@ -17,7 +17,8 @@ adds those rewards to the episode's stored slots:
 The rewards are added to what was stored at step time (``extrinsic_weight * r_env`` plus any step-time terms, and
 SB3's bootstrap of truncated episodes), never replacing it. Buffers get the reward from the env's
 :class:`~robo_reward.sb3.RewardVecEnvWrapper` through :func:`attach_episodic` (the agents in
-``robo_reward.agents.episodic`` call it when learning starts). Step-time adapters (the Gymnasium wrappers) pay only
+``robo_reward.agents.episodic`` call it when learning starts); without an episodic term in the env's reward they are
+plain SB3 buffers, so the env's own reward trains through the same agent. Step-time adapters (the Gymnasium wrappers) pay only
 the zeros: an episodic reward needs one of these buffers to reach a learner.
 """
 
@@ -148,11 +149,9 @@ class _EpisodicSlots:
     def _relabel_ended(self, done: np.ndarray, *, ring: bool) -> None:
         """Called after the transition at absolute index ``self._count - 1`` was stored for every env."""
         last = self._count - 1
+        if self.reward is None:
+            return
         for env in np.flatnonzero(done):
-            if self.reward is None:
-                raise RuntimeError("an episode ended but the episodic buffer has no reward attached; train with an "
-                                   "agent from robo_reward.agents.episodic or call robo_reward.episodic."
-                                   "attach_episodic(model)")
             r = self.reward.pop_finished(int(env))
             if r is None:
                 raise RuntimeError(f"env {env}'s episode ended but its reward computed no episode rewards; is the "
@@ -263,9 +262,6 @@ def attach_episodic(model: Any) -> EpisodicReward | None:
     buffers = [getattr(model, "replay_buffer", None), getattr(model, "rollout_buffer", None)]
     episodic = [b for b in buffers if isinstance(b, _EpisodicSlots)]
     if reward is None:
-        if episodic:
-            raise ValueError("this agent relabels episode-end rewards but its env has no episodic reward term; "
-                             "use an episodic reward (e.g. rapl_ot) or a plain agent (SAC, PPO)")
         return None
     if not episodic:
         raise ValueError(f"reward '{reward.name}' is paid at episode end and needs an episodic buffer; use agent.algo "

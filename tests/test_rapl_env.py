@@ -1,0 +1,99 @@
+"""Push2D: Gymnasium's checker, the hidden preference the task reward ignores, both embodiments, metrics in info."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import robo_reward  # noqa: F401  (registers the envs)
+from robo_reward.envs.push2d.env import GOAL, ZONE, Push2DEnv, in_box
+from robo_reward.envs.push2d.expert import Push2DExpert
+
+
+@pytest.mark.parametrize("obs_mode", ["state", "pixels", "dict"])
+@pytest.mark.parametrize("embodiment", ["disc", "square"])
+def test_env_checker(obs_mode: str, embodiment: str) -> None:
+    check_env(Push2DEnv(obs_mode=obs_mode, embodiment=embodiment), skip_render_check=True)
+
+
+def test_both_embodiments_are_registered_with_a_fixed_horizon() -> None:
+    for env_id, embodiment in (("robo_reward/Push2D-v0", "disc"), ("robo_reward/Push2DSquare-v0", "square")):
+        env = gym.make(env_id)
+        assert env.unwrapped.embodiment == embodiment
+        env.reset(seed=0)
+        steps, done = 0, False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            steps += 1
+            done = terminated or truncated
+        assert steps == 50 and truncated and not terminated
+
+
+def _episode(env_id: str, detour: float, seed: int = 0) -> dict:
+    env = gym.make(env_id)
+    env.reset(seed=seed)
+    expert = Push2DExpert(env, detour=detour)
+    done, ret = False, 0.0
+    while not done:
+        _, r, terminated, truncated, info = env.step(expert.act()[0])
+        ret += r
+        done = terminated or truncated
+    info["return"] = ret
+    return info
+
+
+@pytest.mark.parametrize("env_id", ["robo_reward/Push2D-v0", "robo_reward/Push2DSquare-v0"])
+def test_task_reward_ignores_the_zone_the_preference_does_not(env_id: str) -> None:
+    straight, around = _episode(env_id, 0.0), _episode(env_id, 1.0)
+    assert straight["is_success"] and around["is_success"]
+    assert straight["return"] > around["return"]  # the task reward prefers the short path through the zone
+    assert straight["zone_time"] > around["zone_time"] + 0.2
+    assert straight["preference_return"] < around["preference_return"]
+    assert straight["zone_entry"] == 1.0
+    for info in (straight, around):
+        assert np.isclose(info["task_return"], info["return"])
+        assert np.isclose(info["preference_return"], info["task_return"] - 50 * info["zone_time"])
+
+
+def test_frames_show_the_scene() -> None:
+    env = Push2DEnv(obs_mode="dict", floor_jitter=0.0)
+    obs, _ = env.reset(seed=0)
+    px = obs["pixels"]
+    assert px.shape == (64, 64, 3) and px.dtype == np.uint8
+    red = (px[..., 0] > 200) & (px[..., 1] < 90)
+    rows, cols = np.nonzero(red)
+    centre = ((cols.mean() + 0.5) / 64, 1 - (rows.mean() + 0.5) / 64)
+    assert np.allclose(centre, ZONE[0], atol=0.02)
+    agent_px = (px == (40, 40, 40)).all(-1)
+    assert agent_px.sum() > 10
+    square = Push2DEnv(obs_mode="pixels", embodiment="square", floor_jitter=0.0)
+    square.reset(seed=0)
+    square.agent = env.agent.copy()
+    assert (square.render_frame() == (40, 40, 40)).all(-1).sum() > agent_px.sum()
+    env.reset(seed=1)
+    jittered = Push2DEnv(obs_mode="pixels")
+    a, _ = jittered.reset(seed=1)
+    b, _ = jittered.reset(seed=2)
+    assert not np.array_equal(a[0, 0], b[0, 0])
+
+
+def test_in_zone_and_success_flags() -> None:
+    env = Push2DEnv()
+    env.reset(seed=0)
+    env.agent = ZONE[0].copy()
+    assert env.in_zone()
+    env.agent = np.array([0.1, 0.9])
+    env.blocks = GOAL[0][None].copy()
+    assert not env.in_zone()
+    _, _, _, _, info = env.step(np.zeros(2))
+    assert info["is_success"] and not info["in_zone"]
+    assert in_box(np.array([[0.5, 0.5], [0.9, 0.1]]), *ZONE).tolist() == [True, False]
+
+
+def test_bad_arguments_are_named() -> None:
+    with pytest.raises(ValueError, match="obs_mode"):
+        Push2DEnv(obs_mode="rgb")
+    with pytest.raises(ValueError, match="embodiment"):
+        Push2DEnv(embodiment="stick")

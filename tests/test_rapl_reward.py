@@ -1,0 +1,120 @@
+"""The episode-end OT and RLHF rewards through the SB3 path, the reward-model files, and `robo-reward rapl`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+import robo_reward  # noqa: F401  (registers the envs)
+from robo_reward.cli import main
+from robo_reward.methods.rapl.encoder import FrameEncoder, embed
+from robo_reward.methods.rapl.reward import OTReward, RLHFEpisodeReward, save_reward_model
+from robo_reward.methods.rapl.rlhf import RLHFReward
+from robo_reward.methods.rapl.sinkhorn import ot_distance
+from robo_reward.preferences import PreferenceStore, load_triplets
+from robo_reward.protocol import SpaceMismatchError
+from robo_reward.registry import make_reward
+from robo_reward.sb3 import RewardVecEnvWrapper
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _encoder() -> FrameEncoder:
+    torch.manual_seed(0)
+    return FrameEncoder(embed_dim=8, channels=(4, 8, 8))
+
+
+@pytest.fixture()
+def models(tmp_path: Path) -> dict[str, Path]:
+    torch.set_num_threads(1)
+    env = gym.make("robo_reward/Push2D-v0", obs_mode="dict")
+    obs, _ = env.reset(seed=5)
+    expert = np.stack([env.step(np.array([0.5, 0.5]))[0]["pixels"] for _ in range(50)])
+    ot, rlhf = tmp_path / "ot.pt", tmp_path / "rlhf.pt"
+    save_reward_model(ot, kind="ot", encoder=_encoder(), expert_frames=expert, eps=0.1)
+    net = RLHFReward(_encoder(), 8)
+    save_reward_model(rlhf, kind="rlhf", encoder=net.encoder, head=net.head)
+    return {"ot": ot, "rlhf": rlhf, "expert": expert}  # type: ignore[dict-item]
+
+
+def _venv(n: int = 2) -> DummyVecEnv:
+    return DummyVecEnv([lambda: gym.make("robo_reward/Push2D-v0", obs_mode="dict") for _ in range(n)])
+
+
+def test_ot_reward_pays_at_episode_end_and_sums_to_minus_the_distance(models: dict) -> None:
+    reward = make_reward("rapl_ot", checkpoint=str(models["ot"]), scale=1.0)
+    venv = RewardVecEnvWrapper(_venv(), reward, extrinsic_weight=0.0)
+    venv.reset()
+    frames = [[], []]
+    rng = np.random.default_rng(0)
+    for t in range(50):
+        obs, paid, dones, infos = venv.step(rng.uniform(-1, 1, (2, 2)).astype(np.float32))
+        assert (paid == 0).all()
+        for i in range(2):
+            frames[i].append(infos[i]["terminal_observation"]["pixels"] if dones[i] else obs["pixels"][i])
+        if t < 49:
+            assert not dones.any() and not any(reward.finished)
+    assert dones.all()
+    enc = reward.encoder
+    for i in range(2):
+        r = reward.pop_finished(i)
+        assert r.shape == (50,)
+        distance = float(ot_distance(embed(enc, np.stack(frames[i])), embed(enc, models["expert"]), 0.1, 100))
+        assert np.isclose(r.sum(), -distance, atol=1e-5)
+        assert np.isclose(infos[i]["reward/rapl_ot_episode"], r.sum())
+
+
+def test_rlhf_reward_is_the_per_frame_net(models: dict) -> None:
+    reward = RLHFEpisodeReward(str(models["rlhf"]), scale=2.0)
+    frames = models["expert"][:7]
+    with torch.no_grad():
+        expected = 2.0 * reward.net(torch.as_tensor(frames)).double().numpy()
+    np.testing.assert_allclose(reward.scale * reward.episode_rewards(frames), expected, rtol=1e-6)
+
+
+def test_wrong_inputs_are_named(models: dict, tmp_path: Path) -> None:
+    reward = OTReward(str(models["ot"]))
+    with pytest.raises(SpaceMismatchError, match="obs_mode=dict"):
+        reward.bind(gym.spaces.Box(-1, 1, (8,)), gym.spaces.Box(-1, 1, (2,)), 1)
+    with pytest.raises(ValueError, match="not 'ot'"):
+        OTReward(str(models["rlhf"]))
+    with pytest.raises(FileNotFoundError):
+        OTReward(str(tmp_path / "missing.pt"))
+
+
+def test_train_with_episodic_ppo_and_the_ot_reward(models: dict, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    code = main(["train", str(ROOT / "configs/rapl/rl_rapl.yaml"), "--run-dir", str(run), "--no-progress",
+                 "--set", f"reward.terms.0.checkpoint={models['ot']}", "--set", "budget.total_timesteps=400",
+                 "--set", "agent.kwargs.n_steps=50", "--set", "agent.kwargs.batch_size=50",
+                 "--set", "agent.kwargs.n_epochs=1", "--set", "eval.episodes=2", "--set", "env.n_envs=2"])
+    assert code == 0
+    episodes = pd.read_csv(run / "episodes.csv")
+    assert len(episodes) == 8 and (episodes["reward/rapl_ot_episode"] < 0).all()
+    assert (episodes["reward/rapl_ot"] == 0).all()
+    assert {"info/zone_time", "info/preference_return"} <= set(pd.read_csv(run / "eval.csv").columns)
+
+
+def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
+    out = tmp_path / "rapl"
+    code = main(["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
+                 "--set", "budgets=[6]", "--set", "rollouts.train=12", "--set", "rollouts.heldout=8",
+                 "--set", "rollouts.transfer=6", "--set", "rollouts.eval_triplets=10", "--set", "align.steps=3",
+                 "--set", "rlhf.steps=3", "--set", "eval_iters=20"])
+    assert code == 0
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["method"]) == {"rapl", "rlhf", "unaligned", "task_reward"}
+    assert results["spearman"].between(-1, 1).all() and "transfer_spearman" in results
+    assert len(load_triplets(PreferenceStore(out / "prefs" / "seed0_b6.jsonl"))) == 6
+    for method in ("rapl", "rlhf", "unaligned"):
+        assert (out / "models" / "seed0" / f"{method}_6.pt").is_file()
+    assert (out / "rollouts_seed0.npz").is_file() and "| rapl | 6 | 1 |" in (out / "summary.md").read_text()
+    again = main(["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
+                  "--set", "budgets=[6]"])
+    assert again == 0 and len(pd.read_csv(out / "results.csv")) == len(results)
