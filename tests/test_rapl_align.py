@@ -15,7 +15,13 @@ import torch
 from scipy import stats
 
 import robo_reward  # noqa: F401  (registers the envs)
-from robo_reward.methods.rapl.align import AlignConfig, align_encoder, triplet_accuracy, triplet_distances, triplet_loss
+from robo_reward.methods.rapl.align import (
+    AlignConfig,
+    align_encoder,
+    triplet_accuracy,
+    triplet_distances,
+    triplet_loss,
+)
 from robo_reward.methods.rapl.data import collect_rollouts, expert_demo
 from robo_reward.methods.rapl.encoder import FrameEncoder
 from robo_reward.methods.rapl.pipeline import ot_returns

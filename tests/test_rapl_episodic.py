@@ -163,7 +163,7 @@ def test_ppo_rewards_are_in_place_before_returns_and_advantages() -> None:
 def test_ppo_refuses_an_episode_across_the_rollout_boundary() -> None:
     venv = _venv((4,))
     model = EpisodicPPO("MlpPolicy", venv, n_steps=6, batch_size=6, n_epochs=1, seed=0)
-    with pytest.raises(ValueError, match="divide agent.kwargs.n_steps"):
+    with pytest.raises(ValueError, match=r"divide agent\.kwargs\.n_steps"):
         model.learn(12)
 
 

@@ -34,7 +34,7 @@ def _encoder() -> FrameEncoder:
 def models(tmp_path: Path) -> dict[str, Path]:
     torch.set_num_threads(1)
     env = gym.make("robo_reward/Push2D-v0", obs_mode="dict")
-    obs, _ = env.reset(seed=5)
+    env.reset(seed=5)
     expert = np.stack([env.step(np.array([0.5, 0.5]))[0]["pixels"] for _ in range(50)])
     ot, rlhf = tmp_path / "ot.pt", tmp_path / "rlhf.pt"
     save_reward_model(ot, kind="ot", encoder=_encoder(), expert_frames=expert, eps=0.1)
