@@ -1,0 +1,65 @@
+"""RAPL's frame encoders: the small CNN, and a frozen open_clip tower loaded from a local checkpoint with a
+trained projector (a tiny open_clip model the test builds and saves; nothing is downloaded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from robo_reward.methods.rapl.align import AlignConfig, align_encoder
+from robo_reward.methods.rapl.encoder import ClipEncoder, FrameEncoder, build_encoder
+
+TINY = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
+                                        "head_width": 16},
+        "text_cfg": {"context_length": 8, "vocab_size": 100, "width": 16, "heads": 2, "layers": 1}}
+
+
+@pytest.fixture()
+def tiny_clip(tmp_path: Path) -> Path:
+    open_clip = pytest.importorskip("open_clip")
+    config = tmp_path / "rapl-tiny-test.json"
+    config.write_text(json.dumps(TINY))
+    open_clip.add_model_config(config)
+    torch.manual_seed(0)
+    checkpoint = tmp_path / "tiny.pt"
+    torch.save(open_clip.create_model("rapl-tiny-test").state_dict(), checkpoint)
+    return checkpoint
+
+
+def test_clip_encoder_keeps_the_backbone_frozen_and_trains_the_projector(tiny_clip: Path) -> None:
+    torch.set_num_threads(1)
+    enc = build_encoder({"kind": "clip", "arch": "rapl-tiny-test", "checkpoint": str(tiny_clip), "embed_dim": 8})
+    assert isinstance(enc, ClipEncoder) and enc.input_size == 32 and enc.prep.kind == "imagenet"
+    frames = np.random.default_rng(0).integers(0, 255, (6, 4, 64, 64, 3), dtype=np.uint8)
+    assert enc(torch.as_tensor(frames[0])).shape == (4, 8)
+    backbone = {k: v.clone() for k, v in enc.backbone.state_dict().items()}
+    projector = enc.projector.weight.detach().clone()
+    align_encoder(enc, frames, np.array([[0, 1, 2], [3, 4, 5]]), cfg=AlignConfig(steps=3, batch=2, lr=1e-2, eps=0.05))
+    assert all(torch.equal(v, enc.backbone.state_dict()[k]) for k, v in backbone.items())
+    assert not torch.equal(projector, enc.projector.weight)
+    assert not enc.backbone.training
+
+
+def test_missing_checkpoint_and_bad_inputs_are_named(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError):
+        ClipEncoder.from_open_clip("rapl-tiny-test", str(tmp_path / "none.pt"))
+    with pytest.raises(ValueError, match="normalize"):
+        FrameEncoder(normalize="zscore")
+    with pytest.raises(ValueError, match=r"\(N, 64, 64, 3\)"):
+        FrameEncoder()(torch.zeros(2, 32, 32, 3, dtype=torch.uint8))
+    with pytest.raises(ValueError, match="kind"):
+        build_encoder({"kind": "resnet"})
+
+
+def test_cnn_is_seeded_and_normalisation_is_a_setting() -> None:
+    a, b = build_encoder({"kind": "cnn", "embed_dim": 8}, seed=3), build_encoder({"kind": "cnn", "embed_dim": 8}, seed=3)
+    x = torch.as_tensor(np.random.default_rng(1).integers(0, 255, (2, 64, 64, 3), dtype=np.uint8))
+    assert torch.equal(a(x), b(x))
+    plain = FrameEncoder(embed_dim=8, normalize="none")
+    net = FrameEncoder(embed_dim=8, normalize="imagenet")
+    net.load_state_dict(plain.state_dict())
+    assert not torch.allclose(plain(x), net(x))
