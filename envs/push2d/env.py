@@ -22,7 +22,7 @@ that radius), the second embodiment of the transfer test.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -67,7 +67,7 @@ class Push2DEnv(gym.Env[Any, np.ndarray]):
     :param render_mode: ``rgb_array`` or None.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 10}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012  (gymnasium.Env declares it)
     has_success = True
 
     def __init__(self, obs_mode: str = "state", embodiment: str = "disc", n_blocks: int = 1,

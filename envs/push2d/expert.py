@@ -28,7 +28,8 @@ class Push2DExpert:
 
     def __init__(self, env: gym.Env, *, detour: float = 1.0, noise: float = 0.0, stop_after: int | None = None,
                  seed: int = 0) -> None:
-        self.env, self.detour, self.noise, self.stop_after = env.unwrapped, float(detour), float(noise), stop_after
+        self.env: Any = env.unwrapped
+        self.detour, self.noise, self.stop_after = float(detour), float(noise), stop_after
         self.rng = np.random.default_rng(seed)
         self.t = 0
         self.stage = 0

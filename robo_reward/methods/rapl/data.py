@@ -32,7 +32,9 @@ def rollout(env: gym.Env, seed: int, **behaviour: Any) -> tuple[np.ndarray, dict
 
     obs, _ = env.reset(seed=seed)
     expert = Push2DExpert(env, seed=seed, **behaviour)
-    frames, done, info = [], False, {}
+    frames: list[np.ndarray] = []
+    done = False
+    info: dict[str, Any] = {}
     while not done:
         obs, _, terminated, truncated, info = env.step(expert.act()[0])
         frames.append(obs["pixels"])
@@ -45,7 +47,8 @@ def collect_rollouts(env_id: str, n: int, seed: int, *, frame_stride: int = 1,
     """``n`` rollouts of random behaviours (seeded); frames kept every ``frame_stride`` steps, last step included."""
     env = gym.make(env_id, **{**(env_kwargs or {}), "obs_mode": "dict"})
     rng = np.random.default_rng(seed)
-    videos, scores = [], {k: [] for k in SCORES}
+    videos: list[np.ndarray] = []
+    scores: dict[str, list[float]] = {k: [] for k in SCORES}
     for i in range(n):
         frames, info = rollout(env, seed * 100_003 + i, **_behaviour(rng))
         videos.append(frames[frame_stride - 1::frame_stride])
@@ -67,7 +70,7 @@ def save_rollouts(path: str | os.PathLike[str], data: dict[str, np.ndarray]) -> 
     """Write a rollout dataset (``frames`` plus score arrays)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(path, **data)
+    np.savez_compressed(path, **data)  # type: ignore[arg-type]
     return path
 
 

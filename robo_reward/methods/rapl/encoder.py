@@ -22,6 +22,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class _Normalise(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, kind: str) -> None:
         super().__init__()
         if kind not in ("none", "imagenet"):

@@ -84,10 +84,10 @@ class RAPLPipelineConfig(_Strict):
     budgets: list[int] = Field(default_factory=lambda: [25, 50, 150])
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2, 3, 4])
     tie_eps: float = Field(0.0, ge=0)
-    rollouts: RolloutsConfig = Field(default_factory=RolloutsConfig)
+    rollouts: RolloutsConfig = Field(default_factory=RolloutsConfig)  # type: ignore[arg-type]
     encoder: dict[str, Any] = Field(default_factory=lambda: {"kind": "cnn", "embed_dim": 32, "normalize": "none"})
-    align: AlignSettings = Field(default_factory=AlignSettings)
-    rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
+    align: AlignSettings = Field(default_factory=AlignSettings)  # type: ignore[arg-type]
+    rlhf: RLHFConfig = Field(default_factory=RLHFConfig)  # type: ignore[arg-type]
     eval_iters: int = Field(100, ge=1)  # Sinkhorn iterations of the reward on held-out rollouts
     preferences: str | None = None  # a store of human triplets over `dataset` (replaces the oracle; one budget)
     dataset: str | None = None  # the rollout dataset `preferences` indexes

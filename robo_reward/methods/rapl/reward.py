@@ -41,7 +41,8 @@ def save_reward_model(path: str | os.PathLike[str], *, kind: str, encoder: torch
         raise ValueError("an OT reward model needs expert_frames")
     if kind == "rlhf" and head is None:
         raise ValueError("an RLHF reward model needs its head")
-    torch.save({"kind": kind, "encoder_config": dict(encoder.config), "encoder": encoder.state_dict(),
+    config: dict[str, Any] = dict(encoder.config)  # type: ignore[arg-type]
+    torch.save({"kind": kind, "encoder_config": config, "encoder": encoder.state_dict(),
                 "head": None if head is None else head.state_dict(),
                 "expert_frames": None if expert_frames is None else np.asarray(expert_frames, np.uint8),
                 "eps": float(eps), "iters": int(iters), "meta": dict(meta or {})}, path)
@@ -69,7 +70,8 @@ class _FrameReward(EpisodicReward):
     def check_spaces(self, observation_space: gym.Space, action_space: gym.Space) -> None:
         space = observation_space[self.key] if isinstance(observation_space, gym.spaces.Dict) and \
             self.key in observation_space.spaces else None
-        if space is None or len(space.shape or ()) != 3 or space.shape[-1] != 3:
+        shape = tuple(space.shape or ()) if space is not None else ()
+        if len(shape) != 3 or shape[-1] != 3:
             raise SpaceMismatchError(f"reward '{self.name}' reads RGB frames from observation key {self.key!r}, "
                                      f"but the env's observation space is {observation_space}; use an env with "
                                      "image observations (Push2D: env.kwargs.obs_mode=dict)")
