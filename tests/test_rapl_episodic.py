@@ -133,9 +133,13 @@ def _gae(buf: EpisodicRolloutBuffer, last_values: np.ndarray, dones: np.ndarray)
 class _CheckRollout(BaseCallback):
     def __init__(self) -> None:
         super().__init__()
-        self.rollouts = 0
+        self.rollouts = self.steps = 0
 
     def _on_step(self) -> bool:
+        buf = self.model.rollout_buffer  # type: ignore[attr-defined]
+        current = _current_episodes(self.training_env) - np.asarray(self.locals["dones"], int)  # type: ignore[arg-type]
+        np.testing.assert_allclose(buf.rewards[: buf.pos], _expected(buf.observations[: buf.pos], current))
+        self.steps += 1
         return True
 
     def _on_rollout_end(self) -> None:
@@ -157,7 +161,7 @@ def test_ppo_rewards_are_in_place_before_returns_and_advantages() -> None:
                         policy_kwargs={"net_arch": [8]})
     callback = _CheckRollout()
     model.learn(24, callback=callback)
-    assert callback.rollouts == 2
+    assert callback.rollouts == 2 and callback.steps == 12
 
 
 def test_ppo_refuses_an_episode_across_the_rollout_boundary() -> None:
