@@ -22,6 +22,12 @@ layout as a training run: ``config.yaml``, ``checkpoints/`` (``grm_pretrained.pt
     adapt: {steps: 300, batch_size: 32, lr: 0.0001}
     run_dir: runs/dopamine/grm_pickplace
     seed: 0
+
+``model: phi`` trains the per-state progress head instead (``LearnedProgressHead``): ``data.episodes`` rollouts
+per pretraining variant and behaviour (:func:`collect_progress_data`, cached as ``progress_data.npz``), every
+``validation_every``-th rollout held out for the report's accuracy columns, ``head`` (ensemble, beta, encoder) and
+``adapt_replay`` (the fraction of each adaptation batch replayed from pretraining); see
+``configs/dopamine/grm_reach_phi.yaml``.
 """
 
 from __future__ import annotations
@@ -103,6 +109,12 @@ def collect_progress_data(env_id: str, variants: dict[str, dict[str, Any]], cfg:
     part of the episode, then the expert; some episodes end before it recovers), ``random`` (uniform actions) and
     ``failed`` (the expert until a random progress level, then small random actions). START is the episode's own
     first frame; END is the last frame of a separate clean expert demo to the same goal from another start.
+
+    Departures from the paper: its pretraining labels are step-aware labels of successful human and robot videos
+    (i/M between keyframes); here the pretraining variants' simulator progress labels every state, failing and
+    wandering ones included, because a model trained on successful demos alone (and their time reversals) has
+    never seen what a state off the demos is worth (measured: ``benchmarks/dopamine/reach_80k/NOTE.md``). The
+    held-out task contributes only its one demo, with step-aware labels.
     """
     import gymnasium as gym
 
@@ -165,6 +177,8 @@ class HeadConfig(BaseModel):
     embed_dim: int = 64
     hidden: int = 128
     bootstrap: float = Field(0.8, gt=0.0, le=1.0)
+    encoder: Literal["conv", "spatial"] = "conv"
+    width: int = Field(16, ge=1)
 
 
 class GRMPipelineConfig(BaseModel):
@@ -306,7 +320,8 @@ def _run_head_pipeline(cfg: GRMPipelineConfig, out: Path, reference: Path, evalu
     val = data.subset(episodes[episodes % cfg.validation_every == 0])
     train = data.subset(episodes[episodes % cfg.validation_every != 0])
     head_kwargs = {"image_size": cfg.image_size, "beta": cfg.head.beta, "ensemble": cfg.head.ensemble,
-                   "embed_dim": cfg.head.embed_dim, "hidden": cfg.head.hidden}
+                   "embed_dim": cfg.head.embed_dim, "hidden": cfg.head.hidden, "encoder": cfg.head.encoder,
+                   "width": cfg.head.width}
     pretrained_path = out / "checkpoints" / "grm_pretrained.pt"
     if pretrained_path.exists():
         pretrained = LearnedGRM.load(str(pretrained_path))

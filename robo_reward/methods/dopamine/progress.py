@@ -220,26 +220,50 @@ class LearnedGRM(ProgressModel):
         return model
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps (B, K, H, W) -> the expected image coordinates of each map's softmax, (B, 2K) in [-1, 1]
+    (the keypoint encoder of Levine et al. 2016, "End-to-end training of deep visuomotor policies")."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, k, h, w = x.shape
+        attn = torch.softmax(x.flatten(2), dim=-1).view(b, k, h, w)
+        ys = torch.linspace(-1.0, 1.0, h, device=x.device)
+        xs = torch.linspace(-1.0, 1.0, w, device=x.device)
+        return torch.cat([(attn.sum(2) * xs).sum(-1), (attn.sum(3) * ys).sum(-1)], dim=1)
+
+
 class PhiNet(nn.Module):
     """Per-view CNN shared by all slots and an ensemble of MLP heads phi_k(s | START, END) in [0, 1].
 
     The head reads the START and END anchor embeddings, the state's view embeddings and the differences of the
-    anchor-camera view from both anchors; a LayerNorm'd embedding keeps the differences on one scale.
+    anchor-camera view from both anchors. ``encoder="conv"``: a strided CNN with a LayerNorm'd linear embedding;
+    ``encoder="spatial"``: a stride-1 CNN whose ``embed_dim / 2`` maps become keypoint coordinates through a
+    spatial softmax, so an embedding says where things are in the image (what a distance-like progress needs).
     """
 
     def __init__(self, num_views: int, image_size: int = 48, width: int = 16, embed_dim: int = 64,
-                 hidden: int = 128, ensemble: int = 5) -> None:
+                 hidden: int = 128, ensemble: int = 5, encoder: str = "conv") -> None:
         super().__init__()
         side = _conv_out(image_size)
         if side < 1:
             raise ValueError(f"image_size={image_size} is too small for the GRM encoder (needs >= 22)")
         if ensemble < 1:
             raise ValueError(f"ensemble={ensemble} must be >= 1")
-        self.encoder = nn.Sequential(
-            nn.Conv2d(3, width, 4, 2), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2), nn.ReLU(),
-            nn.Conv2d(2 * width, 2 * width, 3, 1), nn.ReLU(), nn.Flatten(),
-            nn.Linear(2 * width * side * side, embed_dim), nn.LayerNorm(embed_dim),
-        )
+        if encoder == "conv":
+            self.encoder = nn.Sequential(
+                nn.Conv2d(3, width, 4, 2), nn.ReLU(), nn.Conv2d(width, 2 * width, 4, 2), nn.ReLU(),
+                nn.Conv2d(2 * width, 2 * width, 3, 1), nn.ReLU(), nn.Flatten(),
+                nn.Linear(2 * width * side * side, embed_dim), nn.LayerNorm(embed_dim),
+            )
+        elif encoder == "spatial":
+            if embed_dim % 2:
+                raise ValueError(f"a spatial-softmax encoder needs an even embed_dim, got {embed_dim}")
+            self.encoder = nn.Sequential(
+                nn.Conv2d(3, width, 4, 2), nn.ReLU(), nn.Conv2d(width, width, 3, 1), nn.ReLU(),
+                nn.Conv2d(width, embed_dim // 2, 3, 1), SpatialSoftmax(),
+            )
+        else:
+            raise ValueError(f"encoder must be 'conv' or 'spatial', got {encoder!r}")
         self.num_views, self.image_size, self.ensemble = num_views, image_size, ensemble
         inputs = (4 + num_views) * embed_dim
         self.heads = nn.ModuleList(
