@@ -7,7 +7,8 @@ is not published: the one here is the spec's **reconstruction** (``specs/kagi.md
 * waypoints ``w_0..w_{K-1}``; the tracked point ``p`` is the end effector before contact and the object after;
 * the index ``k`` advances (one waypoint per step) when ``|p - w_k| < tau``; entering the after-contact part
   of a pick-and-place also needs the grasp; if the object is not held during that part (and is not resting at
-  the last waypoint, where it is released) it has dropped and ``k`` regresses to 0, the pre-grasp segment;
+  the last waypoint, where it is released) it has dropped and ``k`` regresses to 0, the pre-grasp segment
+  (a push holds nothing, so its index never regresses);
 * ``d_k = |w_k - w_{k-1}|`` with ``w_{-1} = p`` at reset, and
   ``r_dense = -1 + (k + 1 - min(1, |p - w_k| / d_k)) / K`` in [-1, 0], capped at 0 once every waypoint is reached;
 * distances are measured in the top view's pixel plane plus the side view's height:
@@ -22,8 +23,8 @@ Departures from the paper, and why:
   ``env_kwargs``, reset with the observed grip, cube and goal positions as reset options) and renders the top
   and side views with depth and camera matrices there. The policy's observations and the replay buffer stay
   image-free, nothing renders per step, and replayed demos get proposals the same way. The oracle reads the
-  privileged positions from that same copy (the env's state vector). Distractors, not in the state, are
-  placed by the copy's own seeded sampler.
+  privileged positions from that same copy (the env's state vector). Distractors and the cube's yaw, not
+  in the state vector's reset options, come from the copy's own seeded sampler.
 * **Grasp** is read from the state vector, not from contacts, so it is batched numpy: *grasped* (to enter the
   after-contact part) when the finger gap is within ``grasp_gap_slack`` of the cube's width and the cube's
   centre within ``grasp_radius`` of the grip point; *held* (its loss is a drop) while the cube's centre stays
