@@ -135,20 +135,6 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rapl(args: argparse.Namespace) -> int:
-    from robo_reward.config import load_any
-
-    cfg = load_any(args.config, args.set, expect="rapl_pipeline")
-    from robo_reward.methods.rapl.pipeline import _markdown, run_pipeline
-
-    seeds = list(cfg.seeds[: args.seeds]) if args.seeds else None  # type: ignore[attr-defined]
-    out = Path(args.out or Path(cfg.output_dir) / cfg.name)  # type: ignore[attr-defined]
-    summary = run_pipeline(cfg, out, seeds=seeds)  # type: ignore[arg-type]
-    print(_markdown(summary))
-    print(f"report: {out / 'summary.md'}")
-    return 0
-
-
 def _envs(args: argparse.Namespace) -> int:
     import gymnasium as gym
 
@@ -240,13 +226,6 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765)
     p.add_argument("--seed", type=int, default=0, help="seeds which triplets are shown")
     p.set_defaults(func=_label)
-
-    p = sub.add_parser("rapl", help="RAPL: align encoders from preference triplets, Spearman with the hidden return")
-    p.add_argument("config", help="a kind: rapl_pipeline YAML")
-    p.add_argument("--seeds", type=int, help="run the first N of the config's seeds")
-    p.add_argument("--out", help="output folder (default: <output_dir>/<name>)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field")
-    p.set_defaults(func=_rapl)
 
     sub.add_parser("envs", help="list the robo_reward/ envs").set_defaults(func=_envs)
     sub.add_parser("rewards", help="list registered rewards").set_defaults(func=_rewards)
