@@ -166,6 +166,7 @@ def trained_head():
     return head, synthetic_data(np.random.default_rng(1), 30)
 
 
+@pytest.mark.slow
 def test_learned_head_tracks_progress_on_unseen_states(trained_head) -> None:
     head, test = trained_head
     pred = head_progress(head, test)
@@ -173,6 +174,7 @@ def test_learned_head_tracks_progress_on_unseen_states(trained_head) -> None:
     assert np.mean((pred - test.progress) ** 2) < 0.25 * np.var(test.progress)
 
 
+@pytest.mark.slow
 def test_learned_head_reads_its_anchors_and_its_images(trained_head) -> None:
     """The progress depends on the START anchor (the start distance) and the END anchor (the goal): given another
     episode's anchors, or a blank state, the head's error grows several-fold."""
@@ -189,6 +191,7 @@ def test_learned_head_reads_its_anchors_and_its_images(trained_head) -> None:
     assert np.isnan(rho) or abs(rho) < 0.3, "a blank state must not rank like the real one"
 
 
+@pytest.mark.slow
 def test_pessimism_lowers_progress_by_beta_std_and_hops_follow_the_label_formula(trained_head) -> None:
     head, test = trained_head
     idx = np.arange(40)
@@ -207,6 +210,7 @@ def test_pessimism_lowers_progress_by_beta_std_and_hops_follow_the_label_formula
         head.beta = 0.0
 
 
+@pytest.mark.slow
 def test_learned_reward_pays_for_moving_towards_the_goal_and_saves_and_loads(trained_head, tmp_path) -> None:
     """The Dopamine reward on the learned head, with the episode's START: the shaping is positive on steps
     towards the goal and negative away from it, and a saved checkpoint reloads to the same reward."""
