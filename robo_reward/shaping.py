@@ -174,6 +174,10 @@ class WeightedSum(Reward):
     def stateless(self) -> bool:  # type: ignore[override]
         return all(t.stateless for t in self.terms)
 
+    @property
+    def can_relabel(self) -> bool:  # type: ignore[override]
+        return all(t.can_relabel for t in self.terms)
+
     def children(self) -> list[Reward]:
         return self.terms
 
@@ -210,6 +214,10 @@ class TermTransform(Reward):
     @property
     def stateless(self) -> bool:  # type: ignore[override]
         return self.term.stateless and not self.keeps_episode_state
+
+    @property
+    def can_relabel(self) -> bool:  # type: ignore[override]
+        return self.term.can_relabel and not self.keeps_episode_state
 
     def children(self) -> list[Reward]:
         return [self.term]

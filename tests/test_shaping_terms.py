@@ -175,3 +175,27 @@ def test_weighted_sum_reports_contributions_that_add_up() -> None:
     np.testing.assert_allclose(out.terms["extrinsic"] + out.terms["process"], out.total)
     with pytest.raises(ValueError, match="2 terms but 1 weights"):
         WeightedSum([Extrinsic(), step_term()], weights=[1.0])
+
+
+class _StoredStateReward(FunctionReward):
+    """Stateful, but relabels from what it stores beside each buffer slot (as KAGI does)."""
+
+    stateless = False
+
+    @property
+    def can_relabel(self) -> bool:  # type: ignore[override]
+        return True
+
+
+def test_composites_relabel_exactly_when_every_term_can() -> None:
+    stored = _StoredStateReward(lambda b: b.reward * 2.0, label="stored")
+    stateful = FunctionReward(lambda b: b.reward, label="stateful")
+    stateful.stateless = False
+    assert WeightedSum([stored, FunctionReward(lambda b: b.reward, label="plain")]).can_relabel
+    assert not WeightedSum([stored, stateful]).can_relabel
+    assert RunningNormalize(stored).can_relabel
+    batch = TransitionBatch(np.zeros((2, 1)), np.zeros((2, 1)), np.zeros((2, 1)), np.array([1.0, 2.0]),
+                            np.zeros(2, bool), np.zeros(2, bool))
+    np.testing.assert_allclose(WeightedSum([stored], weights=[0.5]).relabel(batch), [1.0, 2.0])
+    with pytest.raises(Exception, match="stateful"):
+        WeightedSum([stored, stateful]).relabel(batch)
