@@ -18,6 +18,7 @@ import robo_reward  # noqa: F401  (registers the envs)
 from robo_reward.methods.rapl.align import (
     AlignConfig,
     align_encoder,
+    embedding_spread,
     triplet_accuracy,
     triplet_distances,
     triplet_loss,
@@ -78,3 +79,16 @@ def test_aligned_encoder_beats_the_unaligned_one_on_held_out_rollouts(data: dict
     rho_aligned = stats.spearmanr(gt, ot_returns(aligned, data["heldout"]["frames"], data["expert"], 0.1, 100))[0]
     rho_unaligned = stats.spearmanr(gt, ot_returns(unaligned, data["heldout"]["frames"], data["expert"], 0.1, 100))[0]
     assert rho_aligned > rho_unaligned + 0.1, (rho_aligned, rho_unaligned)
+
+
+def test_embedding_spread_flags_a_collapsed_encoder(data: dict) -> None:
+    frames = data["heldout"]["frames"][:4, ::10].reshape(-1, 64, 64, 3)
+    net = _encoder()
+    spread = embedding_spread(net, frames)
+    assert 1e-4 < spread <= 2.0
+    with torch.no_grad():
+        net.head.weight.mul_(1e-6)
+        net.head.bias.fill_(1.0)
+    assert embedding_spread(net, frames) < 1e-3 * spread
+    d1, d2 = triplet_distances(net, torch.as_tensor(data["train"]["frames"]), data["triplets"][:8], 0.1, 50)
+    assert abs(float(triplet_loss(d1, d2)) - np.log(2.0)) < 1e-3

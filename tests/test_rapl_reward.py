@@ -111,6 +111,8 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"rapl", "rlhf", "unaligned", "task_reward"}
     assert results["spearman"].between(-1, 1).all() and "transfer_spearman" in results
+    spread = results.set_index("method")["embedding_spread"]
+    assert spread[["rapl", "unaligned"]].between(0, 2).all() and spread[["rlhf", "task_reward"]].isna().all()
     assert len(load_triplets(PreferenceStore(out / "prefs" / "seed0_b6.jsonl"))) == 6
     for method in ("rapl", "rlhf", "unaligned"):
         assert (out / "models" / "seed0" / f"{method}_6.pt").is_file()

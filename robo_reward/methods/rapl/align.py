@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_reward.methods.rapl.sinkhorn import ot_distance
+from robo_reward.methods.rapl.sinkhorn import cosine_cost, ot_distance
 
 
 def triplet_probability(d_pos_neu: torch.Tensor, d_pos_neg: torch.Tensor) -> torch.Tensor:
@@ -111,3 +111,14 @@ def triplet_accuracy(encoder: nn.Module, videos: np.ndarray | torch.Tensor, trip
     with torch.no_grad():
         d1, d2 = triplet_distances(encoder.eval(), torch.as_tensor(np.asarray(videos)), triplets, eps, iters)
     return (d1 < d2).double().numpy()
+
+
+def embedding_spread(encoder: nn.Module, frames: np.ndarray | torch.Tensor) -> float:
+    """Mean cosine cost between the embeddings of ``frames`` (N, H, W, 3): ~0 flags a collapsed encoder.
+
+    All frames embedded in one direction is a stationary point of the triplet loss (every D is 0, the loss is
+    log 2 and the cosine's gradient vanishes); the RAPL benchmark logs this to tell collapse from over-fitting.
+    """
+    with torch.no_grad():
+        emb = encoder.eval()(torch.as_tensor(np.asarray(frames)))
+        return float(cosine_cost(emb, emb).mean())

@@ -10,8 +10,8 @@ builds three rewards from the same encoder initialisation:
 * ``unaligned``: the initial encoder's OT reward (no preference data).
 
 It reports, on held-out rollouts, Spearman(privileged preference return, reward), held-out triplet accuracy (for
-the OT distances), and Spearman on the transfer embodiment; ``task_reward`` (the env's own return) is a reference
-row. It writes ``results.csv`` (one row per seed, budget, method), ``summary.md`` / ``summary.csv`` (IQM [95%
+the OT distances), the embedding spread (mean cosine cost among held-out frames; ~0 flags a collapsed encoder)
+and Spearman on the transfer embodiment; ``task_reward`` (the env's own return) is a reference row. It writes ``results.csv`` (one row per seed, budget, method), ``summary.md`` / ``summary.csv`` (IQM [95%
 bootstrap CI] over seeds), the preference stores ``prefs/seed<S>_b<B>.jsonl``, the training pool
 ``rollouts_seed<S>.npz`` (for ``robo-reward label``) and the reward models ``models/seed<S>/<method>_<B>.pt``
 that RL configs load (``rapl_ot`` / ``rapl_rlhf`` terms). Finished (seed, budget) cells are kept on a rerun.
@@ -29,7 +29,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
 
-from robo_reward.methods.rapl.align import AlignConfig, align_encoder, triplet_accuracy
+from robo_reward.methods.rapl.align import AlignConfig, align_encoder, embedding_spread, triplet_accuracy
 from robo_reward.methods.rapl.data import collect_rollouts, expert_demo, load_rollouts, save_rollouts
 from robo_reward.methods.rapl.encoder import build_encoder, embed
 from robo_reward.methods.rapl.reward import save_reward_model
@@ -139,6 +139,7 @@ class _Seed:
         self.expert = expert_demo(cfg.env_id, seed=0)
         stride = r.frame_stride
         self.heldout_sub = self.heldout["frames"][:, stride - 1::stride]
+        self.spread_frames = self.heldout_sub[:20].reshape(-1, *self.heldout_sub.shape[2:])
         self.eval_triplets = _heldout_triplets(self.heldout["preference_return"], r.eval_triplets, 30_000 + seed,
                                                cfg.tie_eps)
 
@@ -181,7 +182,8 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
     rows = []
     unaligned = build_encoder(cfg.encoder, seed=seed).eval()
     acc = float(triplet_accuracy(unaligned, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
-    rows.append(_measure(cfg, data, "unaligned", ot(unaligned), acc))
+    rows.append({**_measure(cfg, data, "unaligned", ot(unaligned), acc),
+                 "embedding_spread": embedding_spread(unaligned, data.spread_frames)})
     save_reward_model(models / f"unaligned_{budget}.pt", kind="ot", encoder=unaligned, expert_frames=data.expert,
                       eps=eps, iters=iters, meta={"seed": seed})
 
@@ -190,7 +192,8 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
                            AlignConfig(a.steps, a.batch, a.lr, a.loss, a.eps, a.iters), seed=seed)
     acc = float(triplet_accuracy(encoder, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
     rows.append({**_measure(cfg, data, "rapl", ot(encoder), acc), "loss_first": losses[0],
-                 "loss_last": float(np.mean(losses[-10:]))})
+                 "loss_last": float(np.mean(losses[-10:])),
+                 "embedding_spread": embedding_spread(encoder, data.spread_frames)})
     save_reward_model(models / f"rapl_{budget}.pt", kind="ot", encoder=encoder, expert_frames=data.expert,
                       eps=eps, iters=iters, meta={"seed": seed, "budget": budget})
 
