@@ -170,32 +170,26 @@ class _EpisodicSlots:
             self._start[env] = last + 1
 
 
-class EpisodicReplayBuffer(_EpisodicSlots, ReplayBuffer):
+class _EpisodicReplay(_EpisodicSlots):
+    """Replay-buffer side of the slots: after each ``add``, finished episodes get their rewards (ring-aware)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._init_slots()
+
+    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
+            infos: list[dict[str, Any]]) -> None:
+        super().add(obs, next_obs, action, reward, done, infos)  # type: ignore[misc]
+        self._count += 1
+        self._relabel_ended(np.asarray(done, bool), ring=True)
+
+
+class EpisodicReplayBuffer(_EpisodicReplay, ReplayBuffer):
     """SB3 ``ReplayBuffer`` whose slots of a finished episode get the episode's rewards added when it ends."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_slots()
 
-    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
-            infos: list[dict[str, Any]]) -> None:
-        super().add(obs, next_obs, action, reward, done, infos)
-        self._count += 1
-        self._relabel_ended(np.asarray(done, bool), ring=True)
-
-
-class EpisodicDictReplayBuffer(_EpisodicSlots, DictReplayBuffer):
+class EpisodicDictReplayBuffer(_EpisodicReplay, DictReplayBuffer):
     """The dict-observation twin of :class:`EpisodicReplayBuffer`."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._init_slots()
-
-    def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
-            infos: list[dict[str, Any]]) -> None:
-        super().add(obs, next_obs, action, reward, done, infos)
-        self._count += 1
-        self._relabel_ended(np.asarray(done, bool), ring=True)
 
 
 class EpisodicRolloutBuffer(_EpisodicSlots, RolloutBuffer):
