@@ -24,6 +24,7 @@ the zeros: an episodic reward needs one of these buffers to reach a learner.
 
 from __future__ import annotations
 
+import abc
 from collections import deque
 from typing import Any
 
@@ -59,9 +60,9 @@ class EpisodicReward(Reward):
             raise TypeError(f"{type(self).__name__} must override keep() to pick from a dict observation")
         return np.asarray(batch.next_obs)
 
+    @abc.abstractmethod
     def episode_rewards(self, kept: np.ndarray) -> np.ndarray:
         """Rewards (T,) for one finished episode from its T kept rows, in step order."""
-        raise NotImplementedError
 
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         super().bind(observation_space, action_space, num_envs)
