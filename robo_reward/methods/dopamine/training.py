@@ -57,6 +57,30 @@ class HopDataset:
         return len(self.label)
 
 
+class _Steps:
+    """One optimiser step per call (gradient clipped at 1, then the LR schedule), with the loss averaged over
+    ``log_every`` steps into ``losses`` and handed to ``callback(step, loss)``."""
+
+    def __init__(self, net: torch.nn.Module, opt: torch.optim.Optimizer, sched: Any, log_every: int,
+                 callback: Any) -> None:
+        self.net, self.opt, self.sched, self.log_every, self.callback = net, opt, sched, log_every, callback
+        self.losses: list[float] = []
+        self.running = 0.0
+
+    def step(self, loss: torch.Tensor, step: int) -> None:
+        self.opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.net.parameters(), 1.0)
+        self.opt.step()
+        self.sched.step()
+        self.running += loss.item()
+        if (step + 1) % self.log_every == 0:
+            self.losses.append(self.running / self.log_every)
+            self.running = 0.0
+            if self.callback is not None:
+                self.callback(step + 1, self.losses[-1])
+
+
 def build_hop_dataset(demos: Sequence[Demo], task_ids: Sequence[int], cameras: Sequence[str], anchor_camera: str,
                       rng: np.random.Generator, *, max_pairs: int = 1000, swap_probability: float = 0.75,
                       sample_factor: int = 1, goal_query_ratio: float = 0.2) -> HopDataset:
@@ -127,7 +151,7 @@ def train_grm(model: LearnedGRM, data: HopDataset, *, steps: int = 2000, batch_s
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     v = len(model.cameras)
-    losses, running = [], 0.0
+    log = _Steps(net, opt, sched, log_every, callback)
     for step in range(steps):
         idx = rng.integers(0, len(data), size=batch_size)
         start, goal, before, after = _batch(data, idx, model.cameras, model.anchor_camera)
@@ -142,19 +166,9 @@ def train_grm(model: LearnedGRM, data: HopDataset, *, steps: int = 2000, batch_s
         task = torch.from_numpy(data.task_of_episode[data.episode[idx]])
         pred = net.hop(s, g, bf, af, task)
         loss = torch.nn.functional.mse_loss(pred, torch.from_numpy(data.label[idx]).float())
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        running += loss.item()
-        if (step + 1) % log_every == 0:
-            losses.append(running / log_every)
-            running = 0.0
-            if callback is not None:
-                callback(step + 1, losses[-1])
+        log.step(loss, step)
     net.eval()
-    return losses
+    return log.losses
 
 
 @dataclass
@@ -221,7 +235,7 @@ def train_progress_head(model: LearnedProgressHead, data: ProgressData, *, steps
     masks = rng.random((len(data), k)) < bootstrap if k > 1 else np.ones((len(data), 1), bool)
     n_replay = round(replay_fraction * batch_size) if replay is not None else 0
     v = len(model.cameras)
-    losses, running = [], 0.0
+    log = _Steps(net, opt, sched, log_every, callback)
     for step in range(steps):
         idx = rng.integers(0, len(data), size=batch_size - n_replay)
         start, goal, state = _phi_batch(data, idx, model.cameras, model.anchor_camera)
@@ -242,19 +256,9 @@ def train_progress_head(model: LearnedProgressHead, data: ProgressData, *, steps
         err = (pred - torch.from_numpy(labels).float()[:, None]) ** 2
         m = torch.from_numpy(mask).float()
         loss = (err * m).sum() / m.sum().clamp(min=1.0)
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        running += loss.item()
-        if (step + 1) % log_every == 0:
-            losses.append(running / log_every)
-            running = 0.0
-            if callback is not None:
-                callback(step + 1, losses[-1])
+        log.step(loss, step)
     net.eval()
-    return losses
+    return log.losses
 
 
 def head_progress(model: LearnedProgressHead, data: ProgressData, *, batch: int = 256) -> np.ndarray:
