@@ -102,6 +102,27 @@ def _conv_out(size: int) -> int:
     return size
 
 
+class _PixelModel(ProgressModel):
+    """A learned progress model whose embeddings are its net's image encoder applied to every view."""
+
+    net: Any
+
+    def _encode(self, images: np.ndarray) -> np.ndarray:
+        flat = images.reshape(-1, *images.shape[-3:])
+        if flat.shape[1:3] != (self.net.image_size, self.net.image_size):
+            raise ValueError(f"GRM expects {self.net.image_size}x{self.net.image_size} images, got "
+                             f"{flat.shape[1]}x{flat.shape[2]}; set the env's image_size to match")
+        with torch.inference_mode():
+            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
+        return out.numpy().reshape(*images.shape[:-3], -1)
+
+    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
+        return self._encode(super().embed_states(views))
+
+    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
+        return self._encode(np.asarray(images))
+
+
 class GRMNet(nn.Module):
     """Per-view CNN encoder shared by all 2 + 2V slots, slot and task embeddings, and a tanh hop head."""
 
@@ -136,7 +157,7 @@ class GRMNet(nn.Module):
         return torch.tanh(self.head(feats)).squeeze(-1)
 
 
-class LearnedGRM(ProgressModel):
+class LearnedGRM(_PixelModel):
     """The small learned GRM (a stand-in for the paper's 3B/8B VLM; see :class:`GRMNet`).
 
     The paper's GRM reads all views in one prompt and prints a score; this one encodes each view with a shared
@@ -156,21 +177,6 @@ class LearnedGRM(ProgressModel):
             torch.manual_seed(seed)
             self.net = GRMNet(len(self.cameras), len(self.tasks), **self.net_kwargs)
         self.net.eval()
-
-    def _encode(self, images: np.ndarray) -> np.ndarray:
-        flat = images.reshape(-1, *images.shape[-3:])
-        if flat.shape[1:3] != (self.net.image_size, self.net.image_size):
-            raise ValueError(f"GRM expects {self.net.image_size}x{self.net.image_size} images, got "
-                             f"{flat.shape[1]}x{flat.shape[2]}; set the env's image_size to match")
-        with torch.inference_mode():
-            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
-        return out.numpy().reshape(*images.shape[:-3], -1)
-
-    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
-        return self._encode(super().embed_states(views))
-
-    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
-        return self._encode(np.asarray(images))
 
     def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
         return np.repeat(np.asarray(anchors)[:, None], len(self.cameras), axis=1)
@@ -282,7 +288,7 @@ class PhiNet(nn.Module):
         return torch.cat([h(feats) for h in self.heads], dim=1)
 
 
-class LearnedProgressHead(ProgressModel):
+class LearnedProgressHead(_PixelModel):
     """Per-state progress phi(s | START, END) with pessimism; hops derived from it (departs from the paper).
 
     The paper's GRM regresses the hop H(BEFORE, AFTER) directly. Here an ensemble of K heads predicts the
@@ -313,21 +319,6 @@ class LearnedProgressHead(ProgressModel):
             torch.manual_seed(seed)
             self.net = PhiNet(len(self.cameras), **self.net_kwargs)
         self.net.eval()
-
-    def _encode(self, images: np.ndarray) -> np.ndarray:
-        flat = images.reshape(-1, *images.shape[-3:])
-        if flat.shape[1:3] != (self.net.image_size, self.net.image_size):
-            raise ValueError(f"GRM expects {self.net.image_size}x{self.net.image_size} images, got "
-                             f"{flat.shape[1]}x{flat.shape[2]}; set the env's image_size to match")
-        with torch.inference_mode():
-            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
-        return out.numpy().reshape(*images.shape[:-3], -1)
-
-    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
-        return self._encode(super().embed_states(views))
-
-    def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
-        return self._encode(np.asarray(images))
 
     def members(self, start: np.ndarray, goal: np.ndarray, states: np.ndarray) -> np.ndarray:
         """Each ensemble member's progress (n, K) for embedded states; anchors may have one row."""
