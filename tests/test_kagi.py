@@ -215,6 +215,28 @@ def test_noisy_proposals_degrade_the_reward_monotonically(expert_runs) -> None:
     assert np.all(np.diff(means) < 0), means
 
 
+def test_misplaced_keypoints_do_not_stall_the_index(expert_runs) -> None:
+    """Keypoint noise above tau: the pass test and the grasp keep the index moving with the expert, and the
+    dense term keeps rising with true progress; the radius test alone (the old rule) stalls before the grasp."""
+    noisy = {"name": "oracle", "pixel_noise": 6.0}
+    reached, stalled, rho, rho_old = [], [], [], []
+    for seed in range(4):
+        for states, _, infos in expert_runs:
+            progress = [i["progress"] for i in infos[1:]]
+            reward = _kagi(proposer={**noisy, "seed": seed})
+            _, dense, k = _replay(reward, states)
+            reached.append(k.max() >= reward.first_after)
+            rho.append(stats.spearmanr(dense, progress).statistic)
+            old = _kagi(proposer={**noisy, "seed": seed}, pass_fraction=0.0, grasp_jump=False)
+            _, dense_old, k_old = _replay(old, states)
+            stalled.append(k_old.max() < reward.first_after)
+            rho_old.append(stats.spearmanr(dense_old, progress).statistic)
+    assert all(reached), reached
+    assert np.mean(stalled) >= 0.25, stalled
+    assert np.median(rho) > 0.75 > 0.6 > np.median(rho_old), (rho, rho_old)
+    assert min(rho) > 0.3 > 0 > min(rho_old)
+
+
 class _Failing(KeypointProposer):
     name = "failing"
 
