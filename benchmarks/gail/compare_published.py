@@ -1,16 +1,23 @@
 """Compare the bench runs in ``inverted_pendulum/runs`` (finished or not) with the published seeds, step by step.
 
 Reads only what ``robo-reward bench`` wrote (each run's ``eval.csv`` and ``tb/progress.csv``) and the published
-``published/curves.csv`` and ``published/lipschitz.csv``; trains nothing. Writes ``inverted_pendulum/partial.md``.
+``published/curves.csv``, ``published/final.csv`` and ``published/lipschitz.csv``; trains nothing. Writes
+``inverted_pendulum/compare_published.md``: the final scores against the published CIs, the curves seed by seed, and the
+discriminator's gradient norms.
 
     python benchmarks/gail/compare_published.py
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from scipy import stats
+
+from robo_reward.stats import bootstrap_ci, iqm
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "inverted_pendulum" / "runs"
@@ -31,6 +38,39 @@ def eval_table() -> tuple[pd.DataFrame, list[str]]:
             if step > 0:
                 rows.append({"env steps": int(step), "run": name, "rerun": value, "published": theirs.get(step)})
     return pd.DataFrame(rows), names
+
+
+def final_scores() -> pd.DataFrame:
+    """Per design: each finished rerun seed's final expert-normalised return (``summary.json``) and its IQM [95% CI],
+    beside the published seeds' (``published/final.csv``, the same statistic), and whether the rerun IQM lies in
+    the published CI."""
+    published = pd.read_csv(HERE / "published" / "final.csv")
+    published = published[published["task"] == TASK]
+    rows = []
+    for design in sorted(p.name for p in RUNS.iterdir() if p.is_dir()):
+        ours = {int(s.parent.name.removeprefix("seed")): json.loads(s.read_text())["final_info/normalized_return"]
+                for s in sorted((RUNS / design).glob("seed*/summary.json"))}
+        theirs = published[published["method"] == design].set_index("seed")["final_norm"]
+        if not ours or theirs.empty:
+            continue
+        low, high = bootstrap_ci(theirs.to_numpy())
+        ours_iqm = iqm(list(ours.values()))
+        rows.append({"design": design, "seeds": len(ours), "rerun": ours, "rerun_iqm": ours_iqm,
+                     "rerun_ci": bootstrap_ci(list(ours.values())), "published": dict(theirs.items()),
+                     "published_iqm": iqm(theirs.to_numpy()), "published_ci": (low, high),
+                     "inside": bool(low - 1e-9 <= ours_iqm <= high + 1e-9)})
+    return pd.DataFrame(rows)
+
+
+def permutation_p(x: list[float], y: list[float]) -> float:
+    """Two-sided exact permutation test of the difference of means (scipy), as in the published table.
+
+    :param x: one design's final scores.
+    :param y: the other's.
+    """
+    result = stats.permutation_test((np.asarray(x), np.asarray(y)), lambda a, b: np.mean(a) - np.mean(b),
+                                    permutation_type="independent", alternative="two-sided")
+    return float(result.pvalue)
 
 
 def discriminator_table(start: int, upto: int) -> pd.DataFrame:
@@ -54,7 +94,29 @@ def discriminator_table(start: int, upto: int) -> pd.DataFrame:
 def main() -> None:
     evals, names = eval_table()
     wide = evals.pivot_table(index="env steps", columns="run", values=["rerun", "published"])
-    lines = ["# InvertedPendulum-v5 GAIL: bench runs so far against the published seeds", "",
+    finals = final_scores()
+    lines = ["# InvertedPendulum-v5 GAIL: bench runs against the published seeds", "",
+             "Final expert-normalised return (last evaluation, 5 deterministic episodes), IQM [95% bootstrap CI] over "
+             "the finished rerun seeds (`summary.json` of each bench run) and over the published seeds "
+             "(`published/final.csv`, recomputed with `robo_reward.stats`); `inside` = the rerun IQM lies in the "
+             "published CI.", "",
+             "| design | rerun seeds | rerun per seed | rerun IQM [95% CI] | published per seed | published IQM [95% CI] "
+             "| inside |", "|---|---|---|---|---|---|---|"]
+    for _, r in finals.iterrows():
+        per = ", ".join(f"s{k} {v:.3f}" for k, v in r["rerun"].items())
+        pub = ", ".join(f"s{k} {v:.3f}" for k, v in r["published"].items())
+        lines.append(f"| {r['design']} | {r['seeds']} | {per} | {r['rerun_iqm']:.3f} [{r['rerun_ci'][0]:.3f}, "
+                     f"{r['rerun_ci'][1]:.3f}] | {pub} | {r['published_iqm']:.3f} [{r['published_ci'][0]:.3f}, "
+                     f"{r['published_ci'][1]:.3f}] | {'yes' if r['inside'] else 'no'} |")
+    by_design = {r["design"]: list(r["rerun"].values()) for _, r in finals.iterrows()}
+    pairs = [(a, b) for a, b in (("gail_gp", "gail_nogp"), ("gail_gp", "true_reward")) if a in by_design and b in by_design]
+    if pairs:
+        lines += ["", "Rerun, two-sided exact permutation test of the difference of mean final scores (scipy):", ""]
+        for a, b in pairs:
+            diff = float(np.mean(by_design[a]) - np.mean(by_design[b]))
+            lines.append(f"- {a} vs {b}: mean difference {diff:+.3f}, p = {permutation_p(by_design[a], by_design[b]):.3f} "
+                         f"(n = {len(by_design[a])}, {len(by_design[b])})")
+    lines += ["", "## Curves, seed by seed", "",
              "Expert-normalised return of the deterministic policy (5 episodes) at each evaluation; `rerun` from the "
              "bench runs' `eval.csv` (`info/normalized_return`), `published` from `published/curves.csv` (same seed, "
              "same evaluation seeds, the removed trainer).", "",
@@ -74,7 +136,7 @@ def main() -> None:
     for _, r in disc.iterrows():
         lines.append(f"| {r['method']} | {r['source']} | {r['rows']} | {r['grad norm (mean)']:.2f} | "
                      f"{r['grad norm (max)']:.2f} | {r['D(policy)']:.3f} | {r['D(expert)']:.3f} |")
-    (HERE / "inverted_pendulum" / "partial.md").write_text("\n".join(lines) + "\n")
+    (HERE / "inverted_pendulum" / "compare_published.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
