@@ -215,6 +215,10 @@ class DopamineReward(Reward):
         computable from the query; a departure, the default for a per-state progress head).
     :param scale: multiplies the dense part, i.e. the potential is ``scale * Phi*`` (still potential-based; the
         paper's Phi* is in [0, 1], which over 100-step episodes gives PPO a faint signal next to r_gold).
+    :param gold_reward: r_gold. Set it to ``scale`` to keep the paper's ratio of r_gold to the potential (the
+        whole reward is then ``scale`` times the paper's, which changes no optimal policy); with the default 1 and
+        a large ``scale``, the step that ends an episode on success pays 1 - scale * Phi*(s) < 0 (Phi = 0 on
+        true termination), measured on Reach in ``benchmarks/dopamine/reach_learned_gold_80k/NOTE.md``.
     """
 
     name = "dopamine"
