@@ -25,8 +25,8 @@ from robo_reward.stats import bootstrap_ci, iqm, mean_curve
 
 ORDER = ["rp_only", "naive_good", "potential_good", "barfi_good", "naive_bad", "potential_bad", "barfi_bad"]
 PAIRS = [("barfi_bad", "naive_bad"), ("barfi_bad", "potential_bad"), ("barfi_bad", "rp_only"),
-         ("barfi_good", "naive_good"), ("barfi_good", "rp_only"), ("naive_bad", "rp_only"),
-         ("potential_bad", "rp_only")]
+         ("barfi_good", "naive_good"), ("naive_good", "barfi_good"), ("barfi_good", "rp_only"),
+         ("rp_only", "naive_bad"), ("rp_only", "potential_bad")]
 
 
 def permutation_p(a: np.ndarray, b: np.ndarray, *, resamples: int = 20000, seed: int = 0) -> float:
@@ -47,6 +47,8 @@ def _iqm_numpy(x: np.ndarray) -> float:
 
 
 def _fmt(values: np.ndarray) -> str:
+    if not np.isfinite(values).all():
+        return "-"
     lo, hi = bootstrap_ci(values, statistic=_iqm_numpy)
     return f"{iqm(values):.3g} [{lo:.3g}, {hi:.3g}]"
 
@@ -71,8 +73,10 @@ def table(bench: Path) -> str:
     res, random = scores(bench)
     rp = res.loc[res["name"] == "rp_only", "final_return"].to_numpy()
     scale = rp.mean() - random
+    if abs(scale) < 1e-9:
+        scale = float("nan")
     lines = [f"Random policy (theta = 0) return {random:.3g}; r_p-only final mean {rp.mean():.3g}. Normalised score "
-             "= (return - random) / (r_p-only mean - random).", "",
+             "= (return - random) / (r_p-only mean - random) ('-' where r_p-only does no better than random).", "",
              "| design | seeds | final primary return IQM [95% CI] | normalised IQM [95% CI] | last 60 training "
              "episodes' primary return IQM [95% CI] |", "|---|---|---|---|---|"]
     extra = [c for c in res.columns if c.startswith("final_info/")]
