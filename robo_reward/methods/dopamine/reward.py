@@ -21,7 +21,8 @@ exact progress from a behaviour-cloned start: success fell from 0.6 to 0 while p
 Ablations: ``modes`` (any subset of the three), ``shaping="naive"`` (Phi(s') - Phi(s), the "semantic trap"),
 ``shaping="progress"`` (no PBRS: r = r_gold + Phi*(s')), and the GRM checkpoint (zero-shot or adapted).
 
-Cost: one encoder call (the new state's views, all envs) and one hop call (all envs, all modes) per vector step.
+Cost: one encoder call (the new state's views, all envs) and one hop call (all envs, all modes) per vector step;
+an episode's own START anchor is read from its first state's embedding, not encoded again.
 With a per-state progress head (``progress.LearnedProgressHead``) the hop call is one progress call: every mode's
 hop is the label formula on the cached phi(s_{t-1}), phi(s_0) and phi(goal) = 1 against the new phi(s_t), so
 Phi_F = Phi_B = (pessimistic) phi(s_t) up to phi(s_0), and the incremental mode reproduces it by the label round
@@ -128,11 +129,15 @@ class ProgressPotential(Potential):
         cache[rows] = values
         return cache
 
-    def _episode_start(self, obs: Obs, rows: np.ndarray) -> None:
+    def _episode_start(self, obs: Obs, rows: np.ndarray, states: np.ndarray) -> None:
+        """Cache each new episode's START anchor, read from its first state's embedding where the model keeps
+        the anchor camera's view there (no second encoder pass over the same image)."""
         if self.model.needs_privileged:
             emb = self.model.embed_anchors(np.zeros(len(rows)), np.zeros(len(rows)))
         else:
-            emb = self.model.embed_anchors(np.asarray(obs[self.model.anchor_camera])[rows])  # type: ignore[index]
+            emb = self.model.anchor_of_state(states)
+            if emb is None:
+                emb = self.model.embed_anchors(np.asarray(obs[self.model.anchor_camera])[rows])  # type: ignore[index]
         self._starts = self._store(self._starts, rows, emb)
 
     def _start_rows(self, ids: np.ndarray) -> np.ndarray:
@@ -144,9 +149,9 @@ class ProgressPotential(Potential):
     def initial(self, obs: Obs, env_mask: np.ndarray) -> np.ndarray:
         rows = np.flatnonzero(env_mask)
         progress = np.zeros(len(rows)) if self.model.needs_privileged else None
-        if self.start == "episode":
-            self._episode_start(obs, rows)
         emb = self._embed(obs, rows, progress)
+        if self.start == "episode":
+            self._episode_start(obs, rows, emb)
         if self.per_state:
             emb = self.model.progress(self._start_rows(rows), self._goal, emb)  # type: ignore[attr-defined]
         self._init = self._store(self._init, rows, emb)
@@ -169,7 +174,7 @@ class ProgressPotential(Potential):
             h = {m: np.clip(hop_label(before[m], emb), -1.0, 1.0) for m in self.modes}
         else:
             before = {"incremental": self._prev[ids], "forward": self._init[ids],
-                      "backward": np.repeat(self._goal_state, len(ids), axis=0)}
+                      "backward": np.broadcast_to(self._goal_state, (len(ids), *self._goal_state.shape[1:]))}
             start = self._start_rows(ids)
             if self.start == "episode":
                 start = np.concatenate([start] * len(self.modes))
