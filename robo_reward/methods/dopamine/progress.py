@@ -14,7 +14,10 @@ against any of them:
 A model first *embeds* observations (per state: all views; per anchor: the anchor camera's image), and then
 answers hop queries on embeddings. The reward embeds each new state once per vector step and keeps the
 embeddings of s_{t-1}, s_0 and the anchors, so a step costs one encoder call and one hop call over all envs and
-all three query modes, instead of re-encoding every image three times.
+all three query modes, instead of re-encoding every image three times. The hop GRM's state embedding also carries
+the state's share of the head's first layer (as BEFORE and as AFTER), so s_t's share is computed once and reused
+as s_{t-1} at the next step; the progress head runs its ensemble as batched matrix products. Both inference
+shortcuts cache rewritten weights until a parameter is written (``robo-reward perf --pixels`` measures the path).
 """
 
 from __future__ import annotations
@@ -59,6 +62,14 @@ class ProgressModel(abc.ABC):
     def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
         """A state whose every view is the anchor image (backward mode puts the goal in all BEFORE slots)."""
         return np.repeat(np.asarray(anchors)[:, None], len(self.cameras), axis=1)
+
+    def anchor_of_state(self, states: np.ndarray) -> np.ndarray | None:
+        """The anchor embedding of each state's anchor-camera view, read from its state embedding (what
+        :meth:`embed_anchors` of that image returns), or None where the state embedding does not hold it.
+
+        :param states: rows of :meth:`embed_states`.
+        """
+        return None
 
     @abc.abstractmethod
     def hop(self, start: np.ndarray, goal: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
@@ -107,13 +118,17 @@ class _PixelModel(ProgressModel):
 
     net: Any
 
-    def _encode(self, images: np.ndarray) -> np.ndarray:
+    def _encode_tensor(self, images: np.ndarray) -> torch.Tensor:
+        """(..., H, W, 3) uint8 -> (prod(...), embed_dim); call under ``torch.inference_mode``."""
         flat = images.reshape(-1, *images.shape[-3:])
         if flat.shape[1:3] != (self.net.image_size, self.net.image_size):
             raise ValueError(f"GRM expects {self.net.image_size}x{self.net.image_size} images, got "
                              f"{flat.shape[1]}x{flat.shape[2]}; set the env's image_size to match")
+        return self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
+
+    def _encode(self, images: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
-            out = self.net.encode(torch.from_numpy(np.ascontiguousarray(flat)))
+            out = self._encode_tensor(images)
         return out.numpy().reshape(*images.shape[:-3], -1)
 
     def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
@@ -121,6 +136,20 @@ class _PixelModel(ProgressModel):
 
     def embed_anchors(self, images: np.ndarray, progress: np.ndarray | None = None) -> np.ndarray:
         return self._encode(np.asarray(images))
+
+    def state_views(self, states: np.ndarray) -> np.ndarray:
+        """The per-view encoder outputs (n, V, D) inside rows of :meth:`embed_states`."""
+        return states
+
+    def anchor_of_state(self, states: np.ndarray) -> np.ndarray | None:
+        if self.anchor_camera not in self.cameras:
+            return None
+        return np.array(self.state_views(states)[:, self.cameras.index(self.anchor_camera)])
+
+
+def _versions(params: Sequence[torch.Tensor]) -> tuple[tuple[int, int], ...]:
+    """Identity and in-place version of each tensor: changes when an optimiser step or load_state_dict writes it."""
+    return tuple((id(p), p._version) for p in params)
 
 
 class GRMNet(nn.Module):
@@ -156,6 +185,42 @@ class GRMNet(nn.Module):
         feats = torch.cat([slots.flatten(1), (after - before).flatten(1), self.task(task)], dim=1)
         return torch.tanh(self.head(feats)).squeeze(-1)
 
+    def _split_first_layer(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The head's first layer rewritten for cached queries: (W_state (V D, 2 hidden), W_anchor (2 D + task_dim,
+        hidden), constant (hidden,)), cached until a parameter is written (inference only).
+
+        With W1 = [W_s | W_g | W_b | W_a | W_d | W_t] over [start, goal, before, after, after - before, task] plus the
+        slot embeddings, W1 x + b1 = W_s s + W_g g + W_t t + (W_b - W_d) before + (W_a + W_d) after + const, so a
+        state's contribution as BEFORE and as AFTER is computed once, when it is embedded.
+        """
+        first = self.head[0]
+        key = _versions([first.weight, first.bias, self.slots])
+        cached = getattr(self, "_first_layer", None)
+        if cached is not None and cached[0] == key and torch.is_inference_mode_enabled():
+            return cached[1]
+        d, vd = self.slots.shape[1], self.num_views * self.slots.shape[1]
+        w = first.weight
+        w_b, w_a, w_d = w[:, 2 * d:2 * d + vd], w[:, 2 * d + vd:2 * d + 2 * vd], w[:, 2 * d + 2 * vd:2 * d + 3 * vd]
+        w_state = torch.cat([w_b - w_d, w_a + w_d], dim=0).t().contiguous()
+        w_anchor = torch.cat([w[:, :2 * d], w[:, 2 * d + 3 * vd:]], dim=1).t().contiguous()
+        const = first.bias + w[:, :(2 + 2 * self.num_views) * d] @ self.slots.flatten()
+        parts = (w_state, w_anchor, const)
+        if torch.is_inference_mode_enabled():
+            self._first_layer = (key, parts)
+        return parts
+
+    def project(self, states: torch.Tensor) -> torch.Tensor:
+        """View embeddings (B, V, D) -> (B, 2 hidden): the state's first-layer term as BEFORE, then as AFTER."""
+        return states.flatten(1) @ self._split_first_layer()[0]
+
+    def hop_projected(self, start: torch.Tensor, goal: torch.Tensor, before: torch.Tensor, after: torch.Tensor,
+                      task: torch.Tensor) -> torch.Tensor:
+        """:meth:`hop` from :meth:`project` ed states: anchors (1 or B, D), BEFORE/AFTER terms (B, hidden), task ids
+        (1 or B,) -> H (B,). Equal to :meth:`hop` up to float rounding; for inference (cached weights)."""
+        _, w_anchor, const = self._split_first_layer()
+        pre = torch.cat([start, goal, self.task(task)], dim=1) @ w_anchor + const
+        return torch.tanh(self.head[1:](pre + before + after)).squeeze(-1)
+
 
 class LearnedGRM(_PixelModel):
     """The small learned GRM (a stand-in for the paper's 3B/8B VLM; see :class:`GRMNet`).
@@ -178,16 +243,41 @@ class LearnedGRM(_PixelModel):
             self.net = GRMNet(len(self.cameras), len(self.tasks), **self.net_kwargs)
         self.net.eval()
 
+    def _state_rows(self, views: torch.Tensor) -> np.ndarray:
+        """(n, V, D) view embeddings -> rows [views | BEFORE term | AFTER term] (see :meth:`GRMNet.project`)."""
+        return torch.cat([views.flatten(1), self.net.project(views)], dim=1).numpy()
+
+    def embed_states(self, views: Mapping[str, np.ndarray], progress: np.ndarray | None = None) -> np.ndarray:
+        """One row per state: its V view embeddings, then its first-layer terms as BEFORE and as AFTER, so a state
+        embedded once serves as AFTER now and as BEFORE at the next step without touching its images again."""
+        images = ProgressModel.embed_states(self, views)
+        with torch.inference_mode():
+            enc = self._encode_tensor(images).view(len(images), len(self.cameras), -1)
+            return self._state_rows(enc)
+
     def anchor_as_state(self, anchors: np.ndarray) -> np.ndarray:
-        return np.repeat(np.asarray(anchors)[:, None], len(self.cameras), axis=1)
+        views = np.repeat(np.asarray(anchors, dtype=np.float32)[:, None], len(self.cameras), axis=1)
+        with torch.inference_mode():
+            return self._state_rows(torch.from_numpy(views))
+
+    def state_views(self, states: np.ndarray) -> np.ndarray:
+        d = self.net.slots.shape[1]
+        return states[:, :len(self.cameras) * d].reshape(len(states), len(self.cameras), d)
 
     def hop(self, start: np.ndarray, goal: np.ndarray, before: np.ndarray, after: np.ndarray) -> np.ndarray:
-        n = len(after)
+        """H for rows of :meth:`embed_states` (``before``, ``after``) and of :meth:`embed_anchors`."""
+        hidden, vd = self.net.head[0].out_features, len(self.cameras) * self.net.slots.shape[1]
+        for name, x in (("before", before), ("after", after)):
+            if x.ndim != 2 or x.shape[1] != vd + 2 * hidden:
+                raise ValueError(f"LearnedGRM.hop: {name} has shape {x.shape}; it takes rows of "
+                                 f"embed_states/anchor_as_state of width {vd + 2 * hidden}")
         t = torch.from_numpy
+        rows = max(len(start), len(goal))
         with torch.inference_mode():
-            out = self.net.hop(t(np.broadcast_to(start, (n, start.shape[-1])).copy()),
-                               t(np.broadcast_to(goal, (n, goal.shape[-1])).copy()), t(before), t(after),
-                               torch.full((n,), self.task_id, dtype=torch.long))
+            out = self.net.hop_projected(t(np.broadcast_to(start, (rows, start.shape[-1])).copy()),
+                                         t(np.broadcast_to(goal, (rows, goal.shape[-1])).copy()),
+                                         t(before[:, vd:vd + hidden]), t(after[:, vd + hidden:]),
+                                         torch.full((rows,), self.task_id, dtype=torch.long))
         return out.numpy().astype(np.float64)
 
     def state_dict(self) -> dict[str, Any]:
@@ -285,7 +375,26 @@ class PhiNet(nn.Module):
         """Embeddings (B, D), (B, D), (B, V, D) -> per-member progress logits (B, K); view 0 is the anchor camera."""
         front = state[:, 0]
         feats = torch.cat([start, goal, state.flatten(1), front - start, front - goal], dim=1)
-        return torch.cat([h(feats) for h in self.heads], dim=1)
+        if not torch.is_inference_mode_enabled():
+            return torch.cat([h(feats) for h in self.heads], dim=1)
+        x = feats.expand(self.ensemble, *feats.shape)
+        for k, (weight, bias) in enumerate(self._stacked_heads()):
+            x = torch.baddbmm(bias, x, weight)
+            if k < 2:
+                x = torch.relu_(x)
+        return x.squeeze(-1).t()
+
+    def _stacked_heads(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each head layer of all K members as one (K, in, out) weight and (K, 1, out) bias, so the ensemble is three
+        batched matrix products instead of 3 K layer calls; cached until a parameter is written (inference)."""
+        params = list(self.heads.parameters())
+        cached = getattr(self, "_stacked", None)
+        if cached is not None and cached[0] == _versions(params):
+            return cached[1]
+        layers = [(torch.stack([h[i].weight.t() for h in self.heads]).contiguous(),
+                   torch.stack([h[i].bias[None] for h in self.heads]).contiguous()) for i in (0, 2, 4)]
+        self._stacked = (_versions(params), layers)
+        return layers
 
 
 class LearnedProgressHead(_PixelModel):
