@@ -172,6 +172,14 @@ def _perf(args: argparse.Namespace) -> int:
         print(scaling.to_string(index=False))
         print(f"report: {Path(args.out) / 'rllib_scaling.md'}")
         return 0
+    if args.pixels:
+        from robo_reward.perf import run_pixel_perf
+
+        table = run_pixel_perf(args.env, tuple(args.n_envs), cameras=tuple(args.pixels), image_size=args.image_size,
+                               steps=args.steps, repeats=args.repeats, out=args.out)
+        print(table.to_string(index=False))
+        print(f"report: {Path(args.out) / 'perf.md'}")
+        return 0
     from robo_reward.perf import run_perf
 
     table = run_perf(args.env, tuple(args.n_envs), steps=args.steps, repeats=args.repeats, out=args.out,
@@ -241,6 +249,10 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--runners", type=int, nargs="+", default=[1, 2], help="env-runner counts for --rllib")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of --rllib's CONFIG")
     p.add_argument("--imitation-path", metavar="DIR", help="folder holding the imitation package: time it beside ours")
+    p.add_argument("--pixels", nargs="+", metavar="CAMERA",
+                   help="instead: render these cameras (--env must take obs_mode/cameras/image_size) and time the "
+                        "Dopamine reward on them against render-only")
+    p.add_argument("--image-size", type=int, default=48, help="image side with --pixels")
     p.add_argument("--out", default="runs/perf")
     p.set_defaults(func=_perf)
 

@@ -6,6 +6,13 @@ wrappers do. Time is this process's CPU time (everything runs in it with ``Dummy
 shared machine slow the measurement less than they would wall time; modes are interleaved over repeats and
 ratios are to ``raw`` within the same run.
 
+:func:`run_pixel_perf` is the pixel mode (``robo-reward perf --pixels CAMERA ...``): the env renders its cameras
+every step (``render``, the baseline), and the Dopamine reward reads them through a freshly built learned model of
+the default size (``grm_hop``: the hop GRM, START = the reference frame; ``grm_phi``: the per-state progress head,
+START = the episode's own first frame). Weights do not change the cost, so none are trained or loaded. Beside each
+mode's env steps/s it reports the CPU time per vector step spent inside the inner VecEnv (physics and rendering)
+and the rest (the reward path, render excluded).
+
 When the `imitation <https://imitation.readthedocs.io>`_ library can be imported (``imitation_path`` or the
 ``ROBO_REWARD_IMITATION_PATH`` environment variable names a folder to put on ``sys.path``, e.g. one made with
 ``pip install --no-deps --target DIR imitation==1.0.1``), its ``RewardVecEnvWrapper`` with a ``BasicRewardNet``
@@ -24,7 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 from stable_baselines3.common.env_util import make_vec_env
-from stable_baselines3.common.vec_env import VecEnv
+from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper
 
 from robo_reward.models import MLPReward, as_tensor
 from robo_reward.protocol import FunctionReward, TransitionBatch
@@ -32,6 +39,7 @@ from robo_reward.sb3 import RewardVecEnvWrapper
 
 IMITATION_PATH_ENV = "ROBO_REWARD_IMITATION_PATH"
 REWARD_MODE = "reward:"
+PIXEL_MODES = ("render", "grm_hop", "grm_phi")
 
 
 class TorchMLPReward(MLPReward):
@@ -94,6 +102,120 @@ def _venv(mode: str, env_id: str, n_envs: int, hidden: tuple[int, ...]) -> VecEn
         return RewardVecEnvWrapper(venv, mode.removeprefix(REWARD_MODE))
     models = {"batched_mlp": MLPReward, "batched_mlp_torch": TorchMLPReward, "per_env_mlp": PerEnvMLPReward}
     return RewardVecEnvWrapper(venv, models[mode](hidden=hidden))
+
+
+class _TimedVecEnv(VecEnvWrapper):
+    """Adds up the process CPU time of the wrapped VecEnv's ``step_wait`` (the env's own share of a step)."""
+
+    def __init__(self, venv: VecEnv) -> None:
+        super().__init__(venv)
+        self.cpu = 0.0
+
+    def reset(self) -> Any:
+        return self.venv.reset()
+
+    def step_wait(self) -> Any:
+        start = time.process_time()
+        out = self.venv.step_wait()
+        self.cpu += time.process_time() - start
+        return out
+
+
+def _pixel_venv(mode: str, env_id: str, n_envs: int, cameras: tuple[str, ...], image_size: int) -> VecEnv:
+    """``render``: the env with pixel observations; ``grm_hop``/``grm_phi``: the same under the Dopamine reward with
+    a freshly built hop GRM / progress head (anchors: the first reset's ``cameras[0]`` frames of the first and the
+    last env)."""
+    if mode not in PIXEL_MODES:
+        raise ValueError(f"unknown pixel perf mode {mode!r}; use one of {PIXEL_MODES}")
+    kwargs = {"obs_mode": "state+pixels", "cameras": list(cameras), "image_size": image_size}
+    venv = _TimedVecEnv(make_vec_env(env_id, n_envs=n_envs, seed=0, env_kwargs=kwargs))
+    if mode == "render":
+        return venv
+    from robo_reward.methods.dopamine import DopamineReward
+    from robo_reward.methods.dopamine.progress import LearnedGRM, LearnedProgressHead
+
+    first = np.asarray(venv.reset()[cameras[0]])
+    model_cls = LearnedGRM if mode == "grm_hop" else LearnedProgressHead
+    model = model_cls(cameras, cameras[0], image_size=image_size)
+    reward = DopamineReward(model=model, cameras=cameras, anchor_camera=cameras[0], gamma=0.99)
+    reward.potential.anchor_images = (first[0], first[-1])
+    return RewardVecEnvWrapper(venv, reward)
+
+
+def _timed_inner(venv: VecEnv) -> _TimedVecEnv:
+    inner: Any = venv
+    while not isinstance(inner, _TimedVecEnv):
+        inner = inner.venv
+    return inner
+
+
+def run_pixel_perf(env_id: str = "robo_reward/Reach-v0", n_envs: tuple[int, ...] = (4,),
+                   cameras: tuple[str, ...] = ("front", "wrist"), image_size: int = 48, steps: int = 2000,
+                   repeats: int = 7, modes: tuple[str, ...] = PIXEL_MODES,
+                   out: str | Path | None = None) -> pd.DataFrame:
+    """Env steps/s rendering ``cameras`` only and with the Dopamine reward on them, as ratios to render-only.
+
+    Modes are interleaved within each repeat; ratios are medians over render's median, with the quartiles of the
+    per-repeat (paired) ratios. ``env_ms`` is the median CPU ms per vector step inside the env (physics and
+    rendering), ``reward_ms`` the rest of the step (the reward path with the wrapper, render excluded).
+
+    :param env_id: a Gymnasium id of an env that takes ``obs_mode``, ``cameras`` and ``image_size``.
+    :param n_envs: env counts (one table block each). :param cameras: the views the reward reads.
+    :param image_size: image side in pixels. :param steps: env steps per timed repeat (divided among the envs).
+    :param repeats: interleaved repeats. :param modes: a subset of :data:`PIXEL_MODES` starting with ``render``.
+    :param out: folder for ``perf.csv``/``perf.md`` (rewritten after each env count).
+    """
+    if not modes or modes[0] != "render":
+        raise ValueError(f"pixel perf modes must start with the baseline 'render', got {list(modes)}")
+    torch.set_num_threads(1)
+    rows = []
+    for n in n_envs:
+        venvs = {m: _pixel_venv(m, env_id, n, tuple(cameras), image_size) for m in modes}
+        for m in modes:
+            _steps_per_second(venvs[m], 50)
+        rates: dict[str, list[float]] = {m: [] for m in modes}
+        split: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+        vector_steps = max(1, steps // n)
+        for _ in range(repeats):
+            for m in modes:
+                inner = _timed_inner(venvs[m])
+                inner.cpu = 0.0
+                rate = _steps_per_second(venvs[m], vector_steps)
+                total_ms = 1e3 * vector_steps * n / rate / vector_steps
+                env_ms = 1e3 * inner.cpu / vector_steps
+                rates[m].append(rate)
+                split[m].append((env_ms, total_ms - env_ms))
+        base = np.asarray(rates["render"])
+        for m in modes:
+            paired = np.asarray(rates[m]) / base
+            parts = np.median(np.asarray(split[m]), axis=0)
+            rows.append({"env": env_id, "n_envs": n, "mode": m, "steps_per_s": float(np.median(rates[m])),
+                         "ratio_to_render": float(np.median(rates[m]) / np.median(base)),
+                         "ratio_q25": float(np.quantile(paired, 0.25)), "ratio_q75": float(np.quantile(paired, 0.75)),
+                         "env_ms": float(parts[0]), "reward_ms": float(parts[1])})
+        for v in venvs.values():
+            v.close()
+        if out is not None:
+            _write_pixel(pd.DataFrame(rows), Path(out), cameras, image_size, steps, repeats)
+    return pd.DataFrame(rows)
+
+
+def _write_pixel(table: pd.DataFrame, out: Path, cameras: tuple[str, ...], image_size: int, steps: int,
+                 repeats: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "perf.csv", index=False)
+    lines = [
+        f"# Pixel reward-path speed on {table['env'].iloc[0]} ({len(cameras)} views {list(cameras)} at "
+        f"{image_size}x{image_size}, torch threads 1, process CPU time, median of {repeats} interleaved repeats of "
+        f"{steps} env steps)", "",
+        "ratio to render: median env steps/s over render-only's median; IQR: quartiles of the per-repeat ratios; "
+        "env ms: CPU ms per vector step inside the env (physics + rendering); reward ms: the rest (reward path)", "",
+        "| n_envs | mode | env steps/s | ratio to render | IQR of paired ratios | env ms | reward ms |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {r.n_envs} | {r.mode} | {r.steps_per_s:.0f} | {r.ratio_to_render:.2f} | "
+              f"{r.ratio_q25:.2f}-{r.ratio_q75:.2f} | {r.env_ms:.2f} | {r.reward_ms:.2f} |" for r in table.itertuples()]
+    (out / "perf.md").write_text("\n".join(lines) + "\n")
 
 
 def _steps_per_second(venv: VecEnv, steps: int) -> float:

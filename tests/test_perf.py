@@ -51,3 +51,21 @@ def test_imitation_side_by_side_uses_a_net_of_the_same_size() -> None:
     theirs.reset()
     _, rewards, _, _ = theirs.step(np.zeros((2, 1), dtype=np.float32))
     assert rewards.shape == (2,) and np.isfinite(rewards).all()
+
+
+def test_pixel_perf_measures_render_only_against_the_dopamine_reward(tmp_path) -> None:
+    from robo_reward.perf import PIXEL_MODES, run_pixel_perf
+
+    table = run_pixel_perf(n_envs=(2,), image_size=24, steps=8, repeats=1, out=tmp_path / "pixel")
+    assert list(table["mode"]) == list(PIXEL_MODES)
+    render = table[table["mode"] == "render"].iloc[0]
+    assert render["ratio_to_render"] == 1.0 and render["env_ms"] > 0
+    assert (table["steps_per_s"] > 0).all() and (table["reward_ms"][table["mode"] != "render"] > 0).all()
+    assert "| 2 | grm_hop |" in (tmp_path / "pixel" / "perf.md").read_text()
+    with pytest.raises(ValueError, match="start with the baseline"):
+        run_pixel_perf(modes=("grm_hop",))
+
+
+def test_perf_cli_takes_pixel_cameras() -> None:
+    args = build_parser(["perf"]).parse_args(["perf", "--pixels", "front", "wrist", "--image-size", "32"])
+    assert args.pixels == ["front", "wrist"] and args.image_size == 32
