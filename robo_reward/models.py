@@ -62,6 +62,7 @@ class NumpyInference:
         self._ptrs: list[int] = []
         self._buffers: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {}
         self._head: np.ndarray | None = None
+        self._head_bias: np.ndarray | None = None
 
     def _refresh(self) -> list[tuple[np.ndarray, np.ndarray | None, str | None]]:
         ptrs = [t.data_ptr() for p in self._params for t in p.values() if t is not None]
@@ -69,8 +70,9 @@ class NumpyInference:
             self._layers = [(p["weight"].detach().numpy().T,
                              None if p.get("bias") is None else p["bias"].detach().numpy().reshape(1, -1), act)
                             for p, act in zip(self._params, self._acts, strict=True)]
-            w, _, act = self._layers[-1]
+            w, b, act = self._layers[-1]
             self._head = w[:, 0] if w.shape[1] == 1 and act is None else None
+            self._head_bias = None if b is None else b[0]
             self._ptrs = ptrs
             self._buffers.clear()
         return self._layers
@@ -89,7 +91,7 @@ class NumpyInference:
         for (w, b, act), (out, zero) in zip(layers[:-1], buffers, strict=True):
             h = np.dot(h, w, out=out)
             if b is not None:
-                np.add(h, b, out=h)
+                h += b
             if act == "relu":
                 np.maximum(h, zero, out=h)
             elif act == "tanh":
@@ -114,8 +116,8 @@ class NumpyInference:
         if self._head is None:
             return self(x)[:, 0].astype(np.float64)
         out = np.dot(self._hidden(np.asarray(x, dtype=np.float32), layers), self._head)
-        b = layers[-1][1]
-        return out.astype(np.float64) if b is None else np.add(out, b[0], dtype=np.float64)
+        b = self._head_bias
+        return out.astype(np.float64) if b is None else np.add(out, b, dtype=np.float64)
 
 
 def flat(obs: Obs) -> np.ndarray:
@@ -205,14 +207,27 @@ class MLPReward(TorchReward):
                     layers.append(nn.ReLU())
             net = nn.Sequential(*layers)
         self._numpy = NumpyInference(net) if max(dims) <= NumpyInference.MAX_WIDTH else None
+        self._rows: dict[int, np.ndarray] = {}
         return net.eval()
 
     def features(self, batch: TransitionBatch) -> np.ndarray:
-        """The net's float32 input rows: the chosen inputs flattened and side by side."""
+        """The net's float32 input rows: the chosen inputs flattened and side by side (a new array)."""
         arrays = [flat(getattr(batch, k)) for k in self.inputs]
         if len(arrays) == 1:
             return arrays[0].astype(np.float32, copy=False)
         return np.concatenate(arrays, axis=1, dtype=np.float32)
+
+    def _step_features(self, batch: TransitionBatch) -> np.ndarray:
+        """:meth:`features` written into a buffer kept per row count, for inference only: the next call
+        overwrites it, so nothing that keeps its input (autograd, a caller's list) may receive it."""
+        arrays = [flat(getattr(batch, k)) for k in self.inputs]
+        if len(arrays) == 1:
+            return arrays[0].astype(np.float32, copy=False)
+        n = len(arrays[0])
+        buffer = self._rows.get(n)
+        if buffer is None:
+            buffer = self._rows[n] = np.empty((n, sum(a.shape[1] for a in arrays)), np.float32)
+        return np.concatenate(arrays, axis=1, out=buffer)
 
     def forward(self, batch: TransitionBatch) -> torch.Tensor:
         assert self.module is not None
@@ -221,7 +236,7 @@ class MLPReward(TorchReward):
     def infer(self, batch: TransitionBatch) -> np.ndarray:
         if self._numpy is None:
             return super().infer(batch)
-        return self._numpy.scores(self.features(batch))
+        return self._numpy.scores(self._step_features(batch))
 
     def evaluate(self, batch: TransitionBatch) -> RewardOutput:
         if self.module is None:

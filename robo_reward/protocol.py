@@ -114,6 +114,19 @@ class TransitionBatch:
             raise ValueError(f"TransitionBatch fields must have one row per transition; reward has {n} rows, "
                              f"the others have {sizes}")
 
+    @classmethod
+    def trusted(cls, obs: Obs, action: np.ndarray, next_obs: Obs, reward: np.ndarray, terminated: np.ndarray,
+                truncated: np.ndarray, infos: Sequence[Mapping[str, Any]] = ()) -> TransitionBatch:
+        """A batch of one row per env, built without the constructor's row-count checks.
+
+        For an adapter's per-step path, where every field comes from the same vector step as one that has
+        already passed them (the adapters build their first batch with the checks).
+        """
+        batch = cls.__new__(cls)
+        batch.__dict__.update(obs=obs, action=action, next_obs=next_obs, reward=reward, terminated=terminated,
+                              truncated=truncated, infos=infos, env_ids=_arange(len(reward)), extras={})
+        return batch
+
     @property
     def num(self) -> int:
         return len(self.reward)

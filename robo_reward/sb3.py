@@ -29,7 +29,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.type_aliases import DictReplayBufferSamples, ReplayBufferSamples
 from stable_baselines3.common.vec_env import VecEnv, VecEnvWrapper, VecNormalize
 
-from robo_reward.evaluator import RewardEvaluator
+from robo_reward.evaluator import EXTRINSIC, RewardEvaluator
 from robo_reward.protocol import Obs, Reward, TransitionBatch
 
 ORIGINAL_REWARD = "original_env_rew"
@@ -70,6 +70,7 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self._no_flags = np.zeros(venv.num_envs, dtype=bool)
         self._no_flags.flags.writeable = False
         self._info_keys: dict[str, str] = {}
+        self._checked = False
         self.last_terms: dict[str, np.ndarray] = {}
 
     @property
@@ -88,35 +89,48 @@ class RewardVecEnvWrapper(VecEnvWrapper):
 
     def step_wait(self) -> tuple[Obs, np.ndarray, np.ndarray, list[dict[str, Any]]]:
         obs, rewards, dones, infos = self.venv.step_wait()
-        if isinstance(obs, tuple):
-            _dict_or_array(obs)
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
         any_done = np.count_nonzero(dones) > 0
         if any_done:
-            ended = np.flatnonzero(dones)
-            truncated = np.zeros(self.num_envs, dtype=bool)
-            truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
-            terminated = dones & ~truncated
-            next_obs = _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
+            terminated, truncated, next_obs = self._episode_ends(obs, dones, infos)
         else:
             terminated = truncated = self._no_flags
             next_obs = obs
         extrinsic = rewards.astype(np.float64)
-        out = self.evaluator.step(TransitionBatch(self._obs, self._actions, next_obs, extrinsic, terminated,
-                                                  truncated, infos))
-        keys = self._info_keys
-        for term, values in out.terms.items():
-            key = keys.get(term) or keys.setdefault(term, f"reward/{term}")
-            for info, value in zip(infos, values.tolist(), strict=True):
-                info[key] = value
-        for info, value in zip(infos, extrinsic.tolist(), strict=True):
-            info[ORIGINAL_REWARD] = value
+        if self._checked:
+            batch = TransitionBatch.trusted(self._obs, self._actions, next_obs, extrinsic, terminated, truncated,
+                                            infos)
+        else:
+            _dict_or_array(obs)
+            batch = TransitionBatch(self._obs, self._actions, next_obs, extrinsic, terminated, truncated, infos)
+            self._checked = True
+        out = self.evaluator.step(batch)
+        self._write_infos(infos, out.terms)
         self.last_terms = out.terms
         if any_done:
             self.evaluator.reset(obs, dones.astype(bool))
         self._obs = obs
         return obs, out.total.astype(np.float32), dones, infos
+
+    def _episode_ends(self, obs: Obs, dones: np.ndarray,
+                      infos: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray, Obs]:
+        """Terminated and truncated flags and s' with each finished env's row from ``terminal_observation``."""
+        ended = np.flatnonzero(dones)
+        truncated = np.zeros(self.num_envs, dtype=bool)
+        truncated[ended] = [infos[i].get("TimeLimit.truncated", False) for i in ended]
+        terminated = dones & ~truncated
+        return terminated, truncated, _with_rows(obs, ended, [infos[i]["terminal_observation"] for i in ended])
+
+    def _write_infos(self, infos: list[dict[str, Any]], terms: dict[str, np.ndarray]) -> None:
+        """``info["reward/<term>"]`` for every term (``extrinsic`` too) and ``info["original_env_rew"]``."""
+        keys = self._info_keys
+        for term, values in terms.items():
+            key = keys.get(term) or keys.setdefault(term, f"reward/{term}")
+            for info, value in zip(infos, values.tolist(), strict=True):
+                info[key] = value
+        for info, value in zip(infos, terms[EXTRINSIC].tolist(), strict=True):
+            info[ORIGINAL_REWARD] = value
 
 
 class VecObservationKey(VecEnvWrapper):
