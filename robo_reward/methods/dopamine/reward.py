@@ -135,9 +135,9 @@ class ProgressPotential(Potential):
         if self.model.needs_privileged:
             emb = self.model.embed_anchors(np.zeros(len(rows)), np.zeros(len(rows)))
         else:
-            emb = self.model.anchor_of_state(states)
-            if emb is None:
-                emb = self.model.embed_anchors(np.asarray(obs[self.model.anchor_camera])[rows])  # type: ignore[index]
+            from_state = self.model.anchor_of_state(states)
+            emb = from_state if from_state is not None else \
+                self.model.embed_anchors(np.asarray(obs[self.model.anchor_camera])[rows])  # type: ignore[index]
         self._starts = self._store(self._starts, rows, emb)
 
     def _start_rows(self, ids: np.ndarray) -> np.ndarray:
