@@ -28,6 +28,15 @@ def _state(model, frame: dict[str, np.ndarray]) -> torch.Tensor:
     return torch.stack([_encode(model, frame[c][None])[0] for c in CAMS])[None]
 
 
+def _head_phi(model, start: torch.Tensor, goal: torch.Tensor, state: torch.Tensor) -> np.ndarray:
+    m = torch.sigmoid(model.net.phi(start, goal, state)).numpy().astype(np.float64)
+    return np.clip(m.mean(1) - model.beta * m.std(1), 0.0, 1.0)
+
+
+def _net_hop(model, start: torch.Tensor, goal: torch.Tensor, before: torch.Tensor, after: torch.Tensor) -> np.ndarray:
+    return model.net.hop(start, goal, before, after, torch.zeros(1, dtype=torch.long)).numpy().astype(np.float64)
+
+
 def _reference_phi(model, episode: list[dict[str, np.ndarray]], goal_image: np.ndarray,
                    start_image: np.ndarray | None) -> list[dict[str, float]]:
     """Fused Phi* (and each mode) after every step of one env's episode, every embedding computed afresh."""
@@ -38,20 +47,11 @@ def _reference_phi(model, episode: list[dict[str, np.ndarray]], goal_image: np.n
             start, goal = _encode(model, start_image[None]), _encode(model, goal_image[None])
             s0, prev, cur = _state(model, episode[0]), _state(model, episode[t - 1]), _state(model, episode[t])
             if isinstance(model, LearnedProgressHead):
-                def phi(s: torch.Tensor) -> np.ndarray:
-                    m = torch.sigmoid(model.net.phi(start, goal, s)).numpy().astype(np.float64)
-                    return np.clip(m.mean(1) - model.beta * m.std(1), 0.0, 1.0)
-
-                p0, pp, pc = phi(s0), phi(prev), phi(cur)
+                p0, pp, pc = (_head_phi(model, start, goal, s) for s in (s0, prev, cur))
                 h_i, h_f, h_b = hop_label(pp, pc), hop_label(p0, pc), hop_label(np.ones(1), pc)
             else:
-                task = torch.zeros(1, dtype=torch.long)
                 goal_state = goal[:, None].repeat(1, len(CAMS), 1)
-
-                def hop(before: torch.Tensor) -> np.ndarray:
-                    return model.net.hop(start, goal, before, cur, task).numpy().astype(np.float64)
-
-                h_i, h_f, h_b = hop(prev), hop(s0), hop(goal_state)
+                h_i, h_f, h_b = (_net_hop(model, start, goal, b, cur) for b in (prev, s0, goal_state))
             h_i, h_f, h_b = (np.clip(h, -1.0, 1.0) for h in (h_i, h_f, h_b))
             phi_i = incremental_update(phi_i, h_i)
             fused = np.clip((phi_i + h_f + 1.0 + h_b) / 3.0, 0.0, 1.0)

@@ -194,6 +194,7 @@ class GRMNet(nn.Module):
         state's contribution as BEFORE and as AFTER is computed once, when it is embedded.
         """
         first = self.head[0]
+        assert isinstance(first, nn.Linear)
         key = _versions([first.weight, first.bias, self.slots])
         cached = getattr(self, "_first_layer", None)
         if cached is not None and cached[0] == key and torch.is_inference_mode_enabled():
@@ -391,8 +392,9 @@ class PhiNet(nn.Module):
         cached = getattr(self, "_stacked", None)
         if cached is not None and cached[0] == _versions(params):
             return cached[1]
-        layers = [(torch.stack([h[i].weight.t() for h in self.heads]).contiguous(),
-                   torch.stack([h[i].bias[None] for h in self.heads]).contiguous()) for i in (0, 2, 4)]
+        linears = [[m for m in h.modules() if isinstance(m, nn.Linear)] for h in self.heads]
+        layers = [(torch.stack([member[i].weight.t() for member in linears]).contiguous(),
+                   torch.stack([member[i].bias[None] for member in linears]).contiguous()) for i in range(3)]
         self._stacked = (_versions(params), layers)
         return layers
 
