@@ -223,3 +223,22 @@ def test_bad_inputs_are_named() -> None:
     with pytest.raises(ValueError, match="infos"):
         r(TransitionBatch(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), np.zeros(1), np.zeros(1, bool),
                           np.zeros(1, bool)))
+
+
+def test_info_reader_handles_missing_and_late_keys() -> None:
+    from robo_reward.methods.carl import LANE, TTC, InfoReader
+
+    reader = InfoReader(("collision", "red_light"))
+    full = {**BASE, "lane_offset": 0.8, "ttc_violation": True, "collision": True}
+    table = reader([full, {**BASE, "collision": False}])  # second row lacks lane_offset and ttc_violation
+    assert table[:, LANE].tolist() == [0.8, 0.0] and table[:, TTC].tolist() == [1.0, 0.0]
+    assert reader.hint_keys == ("collision",) and table[:, TTC + 1].tolist() == [1.0, 0.0]
+    late = InfoReader(("collision",))
+    assert late([dict(BASE)])[:, TTC].tolist() == [0.0]
+    assert late([{**BASE, "ttc_violation": True, "collision": True}])[:, TTC:].tolist() == [[1.0, 1.0]]
+
+
+def test_hint_flag_reported_only_later_still_counts() -> None:
+    s = Stepper()
+    assert s.step()["carl/hint"] == 0.0
+    assert s.step(red_light=True)["carl"] == pytest.approx(1.0 - 1.0)
