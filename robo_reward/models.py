@@ -207,27 +207,14 @@ class MLPReward(TorchReward):
                     layers.append(nn.ReLU())
             net = nn.Sequential(*layers)
         self._numpy = NumpyInference(net) if max(dims) <= NumpyInference.MAX_WIDTH else None
-        self._rows: dict[int, np.ndarray] = {}
         return net.eval()
 
     def features(self, batch: TransitionBatch) -> np.ndarray:
-        """The net's float32 input rows: the chosen inputs flattened and side by side (a new array)."""
+        """The net's float32 input rows: the chosen inputs flattened and side by side."""
         arrays = [flat(getattr(batch, k)) for k in self.inputs]
         if len(arrays) == 1:
             return arrays[0].astype(np.float32, copy=False)
         return np.concatenate(arrays, axis=1, dtype=np.float32)
-
-    def _step_features(self, batch: TransitionBatch) -> np.ndarray:
-        """:meth:`features` written into a buffer kept per row count, for inference only: the next call
-        overwrites it, so nothing that keeps its input (autograd, a caller's list) may receive it."""
-        arrays = [flat(getattr(batch, k)) for k in self.inputs]
-        if len(arrays) == 1:
-            return arrays[0].astype(np.float32, copy=False)
-        n = len(arrays[0])
-        buffer = self._rows.get(n)
-        if buffer is None:
-            buffer = self._rows[n] = np.empty((n, sum(a.shape[1] for a in arrays)), np.float32)
-        return np.concatenate(arrays, axis=1, out=buffer)
 
     def forward(self, batch: TransitionBatch) -> torch.Tensor:
         assert self.module is not None
@@ -236,7 +223,7 @@ class MLPReward(TorchReward):
     def infer(self, batch: TransitionBatch) -> np.ndarray:
         if self._numpy is None:
             return super().infer(batch)
-        return self._numpy.scores(self._step_features(batch))
+        return self._numpy.scores(self.features(batch))
 
     def evaluate(self, batch: TransitionBatch) -> RewardOutput:
         if self.module is None:

@@ -20,6 +20,7 @@ Lifecycle, as the adapters in :mod:`robo_reward.wrappers` and :mod:`robo_reward.
 from __future__ import annotations
 
 import abc
+import functools
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,17 +44,12 @@ def _concat(parts: Sequence[Obs]) -> Obs:
     return np.concatenate(parts)  # type: ignore[arg-type]
 
 
-_SHARED: dict[tuple[str, int], np.ndarray] = {}
-
-
+@functools.cache
 def _shared(kind: str, n: int) -> np.ndarray:
     """A shared read-only ``arange(n)`` or ``zeros(n)`` (rebuilt every step otherwise)."""
-    key = (kind, n)
-    if key not in _SHARED:
-        values = np.arange(n) if kind == "arange" else np.zeros(n)
-        values.flags.writeable = False
-        _SHARED[key] = values
-    return _SHARED[key]
+    values = np.arange(n) if kind == "arange" else np.zeros(n)
+    values.flags.writeable = False
+    return values
 
 
 def _arange(n: int) -> np.ndarray:

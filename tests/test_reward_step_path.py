@@ -1,8 +1,7 @@
 """The SB3 adapter's per-step path pays exactly what the reward computes on independently built batches.
 
-The adapter builds its per-step batches without re-checking row counts after the first step, keeps the
-terminated/truncated flags as shared read-only arrays when no env is done, and ``MLPReward`` writes its input
-rows into a kept buffer. These tests rebuild every transition from what the VecEnv returned (s' from
+The adapter builds its per-step batches without re-checking row counts after the first step and keeps the
+terminated/truncated flags as shared read-only arrays when no env is done. These tests rebuild every transition from what the VecEnv returned (s' from
 ``terminal_observation``, the flags from ``TimeLimit.truncated``) and compare with the reward's slow path
 (torch forward on fresh arrays, and a hand-computed shaping term), over steps with and without episode ends.
 """
