@@ -2,7 +2,7 @@
 each final metric, for the additive reward and for CaRL, and the difference between the two (the paper's claim is
 a drop for the additive reward and none for CaRL, i.e. a positive difference).
 
-Reads only the bench's per-seed results (no training). Usage:
+Reads only the benches' per-seed results (no training; several folders comma-separated). Usage:
 ``python benchmarks/carl/minibatch_effect.py runs/carl_bench_200k additive_mb64_200k additive_mb2048_200k
 carl_mb64_200k carl_mb2048_200k > benchmarks/carl/minibatch_200k/effect.md``
 """
@@ -42,7 +42,7 @@ def _boot_interaction(a64: np.ndarray, a2k: np.ndarray, c64: np.ndarray, c2k: np
 
 
 def main(folder: str, add64: str, add2k: str, carl64: str, carl2k: str) -> None:
-    res = pd.read_csv(Path(folder) / "results.csv")
+    res = pd.concat([pd.read_csv(Path(f) / "results.csv") for f in folder.split(",")], ignore_index=True)
     print(f"# Minibatch 64 -> 2048 effect ({folder}, per-seed final evaluation)\n")
     print("Change = mean at mb 2048 - mean at mb 64 [95% bootstrap CI], Welch t-test p; P(mb2048 > mb64); "
           "interaction = CaRL's change - additive's change [95% bootstrap CI]. Seeds: "
