@@ -27,6 +27,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,7 @@ class FakeRobot:
         self.silent = False
         self.fault = "none"
         self.lock = threading.Lock()
+        self.out_lock = threading.Lock()
         self.last_step = time.monotonic()
         self.rec: dict[str, list[Any]] = {k: [] for k in (
             "js_time", "js_stamp", "js_pos", "js_vel", "img_time", "img_stamp", "img_rgb", "cmd_time",
@@ -114,11 +116,13 @@ class FakeRobot:
 
     def on_control(self, msg: Any) -> None:
         text = msg.data
-        self.rec["control_time"].append(time.monotonic())
-        self.rec["control_text"].append(text)
-        if text in ("silent", "resume"):
-            self.silent = text == "silent"
-        elif text.startswith("fault:"):
+        with self.out_lock:
+            self.rec["control_time"].append(time.monotonic())
+            self.rec["control_text"].append(text)
+            if text in ("silent", "resume"):
+                self.silent = text == "silent"
+                return
+        if text.startswith("fault:"):
             self.fault = text.removeprefix("fault:")
         else:
             print(f"fake robot: unknown control {text!r}", file=sys.stderr, flush=True)
@@ -150,6 +154,17 @@ class FakeRobot:
         if self.fault == "wrong_size_joints":
             positions = positions[:-1]
         return order, positions, [v[n] for n in order]
+
+    def publish_joint_state(self, send: Callable[[tuple[list[str], list[float], list[float]]], int]) -> None:
+        """Decide, send and record one joint-state message atomically with respect to controls: a ``silent``
+        received between the decision and the record would otherwise log a message sent after the silence.
+
+        :param send: publishes (names, positions, velocities) and returns the message's stamp in ns.
+        """
+        with self.out_lock:
+            state = self.joint_state()
+            if state is not None:
+                self.published_joint_state(send(state))
 
     def published_joint_state(self, stamp_ns: int) -> None:
         self.rec["js_time"].append(time.monotonic())
@@ -231,14 +246,14 @@ class Ros2FakeRobotNode:
         return stamp, stamp.sec * 1_000_000_000 + stamp.nanosec
 
     def _publish_joints(self) -> None:
-        state = self.robot.joint_state()
-        if state is None:
-            return
+        self.robot.publish_joint_state(self._send_joints)
+
+    def _send_joints(self, state: tuple[list[str], list[float], list[float]]) -> int:
         msg = self.JointState()
         msg.header.stamp, ns = self._stamp()
         msg.name, msg.position, msg.velocity = state
         self.js_pub.publish(msg)
-        self.robot.published_joint_state(ns)
+        return ns
 
     def _publish_image(self) -> None:
         frame = self.robot.image()
@@ -293,14 +308,14 @@ class Ros1FakeRobotNode:
         return stamp, int(stamp.to_nsec())
 
     def _publish_joints(self) -> None:
-        state = self.robot.joint_state()
-        if state is None:
-            return
+        self.robot.publish_joint_state(self._send_joints)
+
+    def _send_joints(self, state: tuple[list[str], list[float], list[float]]) -> int:
         msg = self.msgs["JointState"]()
         msg.header.stamp, ns = self._stamp()
         msg.name, msg.position, msg.velocity = state
         self.js_pub.publish(msg)
-        self.robot.published_joint_state(ns)
+        return ns
 
     def _publish_image(self) -> None:
         frame = self.robot.image()
