@@ -250,8 +250,9 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a field of --rllib's CONFIG")
     p.add_argument("--imitation-path", metavar="DIR", help="folder holding the imitation package: time it beside ours")
     p.add_argument("--pixels", nargs="+", metavar="CAMERA",
-                   help="instead: render these cameras (--env must take obs_mode/cameras/image_size) and time the "
-                        "Dopamine reward on them against render-only")
+                   help="instead: render these cameras (--env must take obs_mode/cameras/image_size) and time each "
+                        "pixel reward registered in the robo_reward.pixel_perf entry points (Dopamine's) on them "
+                        "against render-only")
     p.add_argument("--image-size", type=int, default=48, help="image side with --pixels")
     p.add_argument("--out", default="runs/perf")
     p.set_defaults(func=_perf)

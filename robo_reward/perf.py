@@ -7,11 +7,10 @@ shared machine slow the measurement less than they would wall time; modes are in
 ratios are to ``raw`` within the same run.
 
 :func:`run_pixel_perf` is the pixel mode (``robo-reward perf --pixels CAMERA ...``): the env renders its cameras
-every step (``render``, the baseline), and the Dopamine reward reads them through a freshly built learned model of
-the default size (``grm_hop``: the hop GRM, START = the reference frame; ``grm_phi``: the per-state progress head,
-START = the episode's own first frame). Weights do not change the cost, so none are trained or loaded. Beside each
-mode's env steps/s it reports the CPU time per vector step spent inside the inner VecEnv (physics and rendering)
-and the rest (the reward path, render excluded).
+every step (``render``, the baseline), and each pixel reward registered in the ``robo_reward.pixel_perf``
+entry-point group reads them (Dopamine registers ``grm_hop``, its hop GRM, and ``grm_phi``, its per-state progress
+head, both freshly built at the default size). Beside each mode's env steps/s it reports the CPU time per vector
+step spent inside the inner VecEnv (physics and rendering) and the rest (the reward path, render excluded).
 
 When the `imitation <https://imitation.readthedocs.io>`_ library can be imported (``imitation_path`` or the
 ``ROBO_REWARD_IMITATION_PATH`` environment variable names a folder to put on ``sys.path``, e.g. one made with
@@ -21,6 +20,7 @@ of the same size and inputs runs beside ours as mode ``imitation_mlp``. It is ne
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import sys
 import time
@@ -39,7 +39,7 @@ from robo_reward.sb3 import RewardVecEnvWrapper
 
 IMITATION_PATH_ENV = "ROBO_REWARD_IMITATION_PATH"
 REWARD_MODE = "reward:"
-PIXEL_MODES = ("render", "grm_hop", "grm_phi")
+PIXEL_PERF_GROUP = "robo_reward.pixel_perf"
 
 
 class TorchMLPReward(MLPReward):
@@ -121,25 +121,25 @@ class _TimedVecEnv(VecEnvWrapper):
         return out
 
 
+def pixel_modes() -> tuple[str, ...]:
+    """``render`` (the baseline) and every mode registered in the ``robo_reward.pixel_perf`` entry-point group."""
+    return ("render", *sorted(ep.name for ep in importlib.metadata.entry_points(group=PIXEL_PERF_GROUP)))
+
+
 def _pixel_venv(mode: str, env_id: str, n_envs: int, cameras: tuple[str, ...], image_size: int) -> VecEnv:
-    """``render``: the env with pixel observations; ``grm_hop``/``grm_phi``: the same under the Dopamine reward with
-    a freshly built hop GRM / progress head (anchors: the first reset's ``cameras[0]`` frames of the first and the
-    last env)."""
-    if mode not in PIXEL_MODES:
-        raise ValueError(f"unknown pixel perf mode {mode!r}; use one of {PIXEL_MODES}")
+    """``render``: the env with pixel observations; any other mode: the same under the reward that the mode's
+    registered factory builds from ``cameras``, ``image_size`` and the first reset's ``cameras[0]`` frames."""
+    modes = pixel_modes()
+    if mode not in modes:
+        raise ValueError(f"unknown pixel perf mode {mode!r}; use one of {list(modes)}, or register a factory in "
+                         f"the {PIXEL_PERF_GROUP!r} entry-point group")
     kwargs = {"obs_mode": "state+pixels", "cameras": list(cameras), "image_size": image_size}
     venv = _TimedVecEnv(make_vec_env(env_id, n_envs=n_envs, seed=0, env_kwargs=kwargs))
     if mode == "render":
         return venv
-    from robo_reward.methods.dopamine import DopamineReward
-    from robo_reward.methods.dopamine.progress import LearnedGRM, LearnedProgressHead
-
+    (factory,) = importlib.metadata.entry_points(group=PIXEL_PERF_GROUP, name=mode)
     first = np.asarray(venv.reset()[cameras[0]])
-    model_cls = LearnedGRM if mode == "grm_hop" else LearnedProgressHead
-    model = model_cls(cameras, cameras[0], image_size=image_size)
-    reward = DopamineReward(model=model, cameras=cameras, anchor_camera=cameras[0], gamma=0.99)
-    reward.potential.anchor_images = (first[0], first[-1])
-    return RewardVecEnvWrapper(venv, reward)
+    return RewardVecEnvWrapper(venv, factory.load()(cameras, image_size, first))
 
 
 def _timed_inner(venv: VecEnv) -> _TimedVecEnv:
@@ -151,9 +151,9 @@ def _timed_inner(venv: VecEnv) -> _TimedVecEnv:
 
 def run_pixel_perf(env_id: str = "robo_reward/Reach-v0", n_envs: tuple[int, ...] = (4,),
                    cameras: tuple[str, ...] = ("front", "wrist"), image_size: int = 48, steps: int = 2000,
-                   repeats: int = 7, modes: tuple[str, ...] = PIXEL_MODES,
+                   repeats: int = 7, modes: tuple[str, ...] | None = None,
                    out: str | Path | None = None) -> pd.DataFrame:
-    """Env steps/s rendering ``cameras`` only and with the Dopamine reward on them, as ratios to render-only.
+    """Env steps/s rendering ``cameras`` only and with each registered pixel reward on them, as ratios to render-only.
 
     Modes are interleaved within each repeat; ratios are medians over render's median, with the quartiles of the
     per-repeat (paired) ratios. ``env_ms`` is the median CPU ms per vector step inside the env (physics and
@@ -162,9 +162,10 @@ def run_pixel_perf(env_id: str = "robo_reward/Reach-v0", n_envs: tuple[int, ...]
     :param env_id: a Gymnasium id of an env that takes ``obs_mode``, ``cameras`` and ``image_size``.
     :param n_envs: env counts (one table block each). :param cameras: the views the reward reads.
     :param image_size: image side in pixels. :param steps: env steps per timed repeat (divided among the envs).
-    :param repeats: interleaved repeats. :param modes: a subset of :data:`PIXEL_MODES` starting with ``render``.
+    :param repeats: interleaved repeats. :param modes: modes from :func:`pixel_modes`, ``render`` first (default: all).
     :param out: folder for ``perf.csv``/``perf.md`` (rewritten after each env count).
     """
+    modes = pixel_modes() if modes is None else tuple(modes)
     if not modes or modes[0] != "render":
         raise ValueError(f"pixel perf modes must start with the baseline 'render', got {list(modes)}")
     torch.set_num_threads(1)

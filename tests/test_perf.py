@@ -54,16 +54,19 @@ def test_imitation_side_by_side_uses_a_net_of_the_same_size() -> None:
 
 
 def test_pixel_perf_measures_render_only_against_the_dopamine_reward(tmp_path) -> None:
-    from robo_reward.perf import PIXEL_MODES, run_pixel_perf
+    from robo_reward.perf import pixel_modes, run_pixel_perf
 
+    assert pixel_modes() == ("render", "grm_hop", "grm_phi")
     table = run_pixel_perf(n_envs=(2,), image_size=24, steps=8, repeats=1, out=tmp_path / "pixel")
-    assert list(table["mode"]) == list(PIXEL_MODES)
+    assert list(table["mode"]) == list(pixel_modes())
     render = table[table["mode"] == "render"].iloc[0]
     assert render["ratio_to_render"] == 1.0 and render["env_ms"] > 0
     assert (table["steps_per_s"] > 0).all() and (table["reward_ms"][table["mode"] != "render"] > 0).all()
     assert "| 2 | grm_hop |" in (tmp_path / "pixel" / "perf.md").read_text()
     with pytest.raises(ValueError, match="start with the baseline"):
         run_pixel_perf(modes=("grm_hop",))
+    with pytest.raises(ValueError, match="robo_reward.pixel_perf"):
+        run_pixel_perf(n_envs=(1,), steps=2, repeats=1, modes=("render", "no_such_mode"))
 
 
 def test_perf_cli_takes_pixel_cameras() -> None:
