@@ -26,7 +26,8 @@ from robo_reward.stats import bootstrap_ci, iqm, mean_curve
 ORDER = ["rp_only", "naive_good", "potential_good", "barfi_good", "naive_bad", "potential_bad", "barfi_bad"]
 PAIRS = [("barfi_bad", "naive_bad"), ("barfi_bad", "potential_bad"), ("barfi_bad", "rp_only"),
          ("barfi_good", "naive_good"), ("naive_good", "barfi_good"), ("barfi_good", "rp_only"),
-         ("rp_only", "naive_bad"), ("rp_only", "potential_bad")]
+         ("rp_only", "naive_bad"), ("rp_only", "potential_bad"), ("naive_good", "rp_only"),
+         ("barfi_good", "potential_good")]
 
 
 def permutation_p(a: np.ndarray, b: np.ndarray, *, resamples: int = 20000, seed: int = 0) -> float:
@@ -65,6 +66,8 @@ def scores(bench: Path) -> tuple[pd.DataFrame, float]:
     res = pd.DataFrame([json.loads(f.read_text()) for f in sorted(bench.glob("runs/*/seed*/summary.json"))])
     res["late_return"] = [late_training_return(bench / "runs" / n / f"seed{s}") for n, s in zip(res["name"], res["seed"],
                                                                                                  strict=True)]
+    res["final_length"] = [pd.read_csv(bench / "runs" / n / f"seed{s}" / "eval.csv")["length_mean"].iloc[-1]
+                           for n, s in zip(res["name"], res["seed"], strict=True)]
     firsts = [pd.read_csv(f)["return_mean"].iloc[0] for f in sorted(bench.glob("runs/*/seed*/eval.csv"))]
     return res, float(np.mean(firsts))
 
@@ -78,7 +81,7 @@ def table(bench: Path) -> str:
     lines = [f"Random policy (theta = 0) return {random:.3g}; r_p-only final mean {rp.mean():.3g}. Normalised score "
              "= (return - random) / (r_p-only mean - random) ('-' where r_p-only does no better than random).", "",
              "| design | seeds | final primary return IQM [95% CI] | normalised IQM [95% CI] | last 60 training "
-             "episodes' primary return IQM [95% CI] |", "|---|---|---|---|---|"]
+             "episodes' primary return IQM [95% CI] | final episode length IQM [95% CI] |", "|---|---|---|---|---|---|"]
     extra = [c for c in res.columns if c.startswith("final_info/")]
     if extra:
         lines[2] = lines[2] + "".join(f" {c.removeprefix('final_info/')} (mean) |" for c in extra)
@@ -86,7 +89,8 @@ def table(bench: Path) -> str:
     for name in sorted(res["name"].unique(), key=lambda n: (ORDER.index(n) if n in ORDER else len(ORDER), n)):
         rows = res[res["name"] == name]
         ret = rows["final_return"].to_numpy(dtype=float)
-        cells = [name, str(len(ret)), _fmt(ret), _fmt((ret - random) / scale), _fmt(rows["late_return"].to_numpy())]
+        cells = [name, str(len(ret)), _fmt(ret), _fmt((ret - random) / scale), _fmt(rows["late_return"].to_numpy()),
+                 _fmt(rows["final_length"].to_numpy(dtype=float))]
         cells += [f"{rows[c].mean():.3g}" for c in extra]
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Permutation tests over seeds (20000 relabellings, one-sided, H1: first > second), on the final "
