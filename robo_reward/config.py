@@ -254,15 +254,67 @@ def apply_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str,
 def deep_merge(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
     """``delta`` over ``base``: mappings merge key by key, anything else (lists included) is replaced.
 
+    One exception keeps a variant to the lines that differ: a mapping given where the base has a list of named
+    entries (``reward.terms``) patches those entries by ``name`` (:func:`patch_named`) instead of replacing the
+    list. A list given there still replaces it.
+
     >>> deep_merge({"a": {"x": 1, "y": [1, 2]}, "b": 0}, {"a": {"y": [3]}, "c": 1})
     {'a': {'x': 1, 'y': [3]}, 'b': 0, 'c': 1}
+    >>> deep_merge({"terms": [{"name": "rnd", "lr": 1}, {"name": "clip"}]}, {"terms": {"rnd": {"lr": 2}}})
+    {'terms': [{'name': 'rnd', 'lr': 2}, {'name': 'clip'}]}
     """
     out = copy.deepcopy(dict(base))
     for key, value in delta.items():
         if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
             out[key] = deep_merge(out[key], value)
+        elif isinstance(value, Mapping) and _named_entries(out.get(key)):
+            out[key] = patch_named(out[key], value, key)
         else:
             out[key] = copy.deepcopy(value)
+    return out
+
+
+def _named_entries(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(v, Mapping) and "name" in v for v in value)
+
+
+def patch_named(entries: list[Mapping[str, Any]], patches: Mapping[str, Any], key: str = "terms") -> list[dict[str, Any]]:
+    """``entries`` (a list of mappings with a ``name``) with each ``patches[name]`` deep-merged into the entry of
+    that name, in the base's order; a patch of ``null`` removes the entry, and a field set to ``null`` in a patch
+    removes that field (so it takes its default; restate the list to pass an explicit None).
+
+    :param entries: the base's list, e.g. ``reward.terms``. :param patches: ``{name: {field: value} | None}``.
+    :param key: the list's key, for the error message.
+    """
+    names = [str(e["name"]) for e in entries]
+    unknown = sorted(set(map(str, patches)) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: {unknown} patch no entry of the base's {key} (its names: {names}); use one of "
+                          f"those names, or give {key} as a list to replace the base's")
+    out = []
+    for entry in entries:
+        name = str(entry["name"])
+        if name not in patches:
+            out.append(copy.deepcopy(dict(entry)))
+        elif patches[name] is None:
+            continue
+        elif not isinstance(patches[name], Mapping) or "name" in patches[name]:
+            raise ConfigError(f"{key}.{name}: a patch must be a mapping of the fields to change (without name:), "
+                              f"got {patches[name]!r}; write e.g. {key}: {{{name}: {{field: value}}}}")
+        else:
+            out.append(_merge_removing(entry, patches[name]))
+    return out
+
+
+def _merge_removing(base: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(dict(base))
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge_removing(out[key], value)
+        else:
+            out[key] = deep_merge({"v": out.get(key)}, {"v": value})["v"]
     return out
 
 
@@ -293,7 +345,8 @@ def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     """The YAML mapping of ``path`` with its ``base:`` chain resolved (paths relative to the naming file).
 
     A variant config names its parent with ``base: parent.yaml`` (or a list of parents, merged left to right)
-    and holds only what differs: mappings deep-merge, lists and scalars replace.
+    and holds only what differs: mappings deep-merge, lists and scalars replace, and a mapping over a list of
+    named entries patches them by name (:func:`deep_merge`).
     """
     path = Path(path).resolve()
     if path in _chain:
@@ -319,6 +372,11 @@ def load_config_data(path: str | Path | Mapping[str, Any], overrides: Sequence[s
             raise ConfigError("a config given as a mapping cannot name a base:; merge it with deep_merge first")
     else:
         data, source = read_config_data(path), str(path)
+        terms = data.get("reward", {}).get("terms") if isinstance(data.get("reward"), Mapping) else None
+        if isinstance(terms, Mapping):
+            raise ConfigError(f"{source}: reward.terms is a mapping {sorted(map(str, terms))}, which patches the "
+                              "base's terms by name, but no base: config gives a terms list; name a base with "
+                              "those terms or write reward.terms as a list")
     return apply_overrides(data, overrides), source
 
 

@@ -53,6 +53,20 @@ def test_variants_hold_only_what_differs() -> None:
         assert not same, f"{path.relative_to(ROOT)} repeats {same} from its base"
 
 
+def test_variants_patch_terms_rather_than_restate_them() -> None:
+    """A variant whose reward.terms list has its base's term names, in order, restates them: it should patch the
+    fields that differ by name (``terms: {dopamine: {shaping: naive}}``)."""
+    for path in CONFIGS:
+        raw = yaml.safe_load(path.read_text()) or {}
+        terms = (raw.get("reward") or {}).get("terms")
+        if "base" not in raw or not isinstance(terms, list):
+            continue
+        base_terms = (read_config_data(path.parent / raw["base"]).get("reward") or {}).get("terms") or []
+        names = [t.get("name") for t in terms if isinstance(t, dict)]
+        assert names != [t.get("name") for t in base_terms], (
+            f"{path.relative_to(ROOT)} restates its base's terms {names}; patch the fields that differ instead")
+
+
 def _write(tmp_path: Path, name: str, data: dict) -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
@@ -71,6 +85,26 @@ def test_base_deep_merges_and_replaces_lists(tmp_path: Path) -> None:
     assert cfg.seeds == [7]
     grandchild = _write(tmp_path / "sub", "gc.yaml", {"base": "child.yaml", "seed": 4})
     assert load_config(grandchild).agent.kwargs["gamma"] == 0.95
+
+
+def test_a_mapping_patches_the_base_terms_by_name(tmp_path: Path) -> None:
+    rnd = {"name": "rnd", "lr": 0.001, "model": {"hidden": [64], "out": 8}}
+    _write(tmp_path, "parent.yaml", {"env": {"id": "CartPole-v1"}, "reward": {"terms": [
+        {"name": "goal_distance", "delta": [0]}, rnd, {"name": "extrinsic"}]}})
+    child = _write(tmp_path, "child.yaml", {"base": "parent.yaml", "reward": {"terms": {
+        "rnd": {"model": {"out": 16}, "lr": None}, "goal_distance": None}}})
+    terms = read_config_data(child)["reward"]["terms"]
+    assert terms == [{"name": "rnd", "model": {"hidden": [64], "out": 16}}, {"name": "extrinsic"}]
+    replaced = _write(tmp_path, "list.yaml", {"base": "parent.yaml", "reward": {"terms": [{"name": "extrinsic"}]}})
+    assert read_config_data(replaced)["reward"]["terms"] == [{"name": "extrinsic"}]
+    with pytest.raises(ConfigError, match=r"\['rdn'\] patch no entry of the base's terms.*'rnd'"):
+        read_config_data(_write(tmp_path, "typo.yaml", {"base": "parent.yaml", "reward": {"terms": {"rdn": {}}}}))
+    with pytest.raises(ConfigError, match=r"terms.rnd: a patch must be a mapping of the fields to change"):
+        read_config_data(_write(tmp_path, "named.yaml", {"base": "parent.yaml",
+                                                         "reward": {"terms": {"rnd": {"name": "rnd"}}}}))
+    with pytest.raises(ConfigError, match=r"no base: config gives a terms list"):
+        load_config(_write(tmp_path, "orphan_patch.yaml", {"env": {"id": "CartPole-v1"},
+                                                           "reward": {"terms": {"rnd": {"lr": 1.0}}}}))
 
 
 def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
