@@ -138,8 +138,10 @@ def collect_progress_data(env_id: str, variants: dict[str, dict[str, Any]], cfg:
                 goal = np.array(base.goal)
                 expert = make_expert(base, noise=cfg.noise, seed=ep_seed)
                 expert.reset()
-                state = {"burst": 0, "t": 0, "stopped": False,
-                         "decoy": rng.uniform(base.goal_low, base.goal_high),
+                decoy = rng.uniform(base.goal_low, base.goal_high)
+                if decoy.size == 2:  # a table-top goal box (Push): the decoy lies at the gripper's start height
+                    decoy = np.append(decoy, base.grip_pos[2])
+                state = {"burst": 0, "t": 0, "stopped": False, "decoy": decoy,
                          "decoy_steps": int(rng.integers(5, 40)), "stop_at": rng.uniform(0.1, 0.9)}
                 start_row.append(rows)
                 done = False

@@ -285,3 +285,26 @@ def test_progress_head_pipeline_runs_and_feeds_the_reward(tmp_path) -> None:
         assert np.isfinite(r).all() and 0.0 <= infos[0]["reward/dopamine/phi"] <= 1.0
     assert reward.potential.calls - calls == 2 * 4, "one encoder and one progress call per vector step"
     venv.close()
+
+
+def test_decoy_rollouts_run_on_a_table_top_goal_box() -> None:
+    """Push's goal box is 2-D (x, y): the decoy point gets the gripper's start height instead of failing to
+    broadcast against the 3-D gripper position, and the rollout drives the gripper towards it."""
+    from robo_reward.agents.dopamine_grm import DataConfig, collect_progress_data
+
+    cfg = DataConfig(episodes={"decoy": 2}, noise=0.0)
+    data = collect_progress_data("robo_reward/Push-v0", {"default": {}}, cfg, cameras=["top"], anchor_camera="top",
+                                 image_size=16, seed=0)
+    assert len(data.start_row) == 2 and 0.0 <= data.progress.min() and data.progress.max() <= 1.0
+    env = gym.make("robo_reward/Push-v0")
+    env.reset(seed=0)
+    base = env.unwrapped
+    start = base.grip_pos.copy()
+    target = np.append(base.goal_low, start[2])
+    state = {"t": 0, "decoy": target, "decoy_steps": 10, "burst": 0, "stopped": False}
+    from robo_reward.agents.dopamine_grm import _policy_action
+
+    for _ in range(10):
+        env.step(_policy_action(env, "decoy", None, np.random.default_rng(0), state, cfg))
+        state["t"] += 1
+    assert np.linalg.norm(base.grip_pos - target) < np.linalg.norm(start - target) - 0.02
