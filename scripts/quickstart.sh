@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs robo_reward with its pinned dependencies into .venv and runs the README's main job, Dopamine against the
-# sparse reward on robo_reward/Reach-v0 (about 15 minutes on 2 CPU cores from a fresh clone, install included):
+# sparse reward on robo_reward/Reach-v0 (about 11 minutes on 2 idle CPU cores from a fresh clone, install included):
 #   1. the Dopamine progress model: a per-state progress head (5-member ensemble) pretrained on rollouts of four
 #      Reach variants labelled with simulator progress, one-shot adapted on one demo of a held-out task, VOC
 #      report. Every stage is cached under runs/dopamine/grm_reach_phi/ (delete a stage's file or folder there to
