@@ -198,13 +198,17 @@ class RewardTermsCallback(_callback_base()):  # type: ignore[misc]
 class RewardServer:
     """Serves one stateless reward to many env runners (an async Ray actor), batching concurrent requests.
 
-    Requests that arrive while a forward pass runs are concatenated into the next one (up to ``max_rows``), so N
-    runners cost about one model call per round instead of N. More than ``max_queue`` waiting requests is an
-    overload error, never an unbounded queue.
+    Requests that arrive while a forward pass runs, or within ``batch_wait_s`` of the first one (Ray Serve's
+    ``batch_wait_timeout_s``), are concatenated into the next forward pass (up to ``max_rows``), so N runners cost
+    about one model call per round instead of N. More than ``max_queue`` waiting requests is an overload error,
+    never an unbounded queue.
+
+    :param batch_wait_s: how long a pass waits for more requests after the first; 0 adds no latency and batches
+        only what queued during the previous pass.
     """
 
     def __init__(self, spec: Mapping[str, Any], observation_space: gym.Space, action_space: gym.Space, *,
-                 max_queue: int = 64, max_rows: int = 4096) -> None:
+                 max_queue: int = 64, max_rows: int = 4096, batch_wait_s: float = 0.0) -> None:
         import asyncio
 
         self.reward = build_reward(dict(spec))
@@ -212,7 +216,9 @@ class RewardServer:
             raise ConfigError(f"reward '{self.reward.name}' keeps per-episode state or reads infos, so one actor "
                               "cannot serve it to many runners; serve a stateless reward model")
         self.reward.bind(observation_space, action_space, 1)
-        self.max_queue, self.max_rows = max_queue, max_rows
+        if batch_wait_s < 0:
+            raise ConfigError(f"batch_wait_s must be >= 0 seconds, got {batch_wait_s}")
+        self.max_queue, self.max_rows, self.batch_wait_s = max_queue, max_rows, float(batch_wait_s)
         self.queue: asyncio.Queue[tuple[TransitionBatch, asyncio.Future[np.ndarray]]] = asyncio.Queue()
         self.calls = 0
         self.requests = 0
@@ -232,8 +238,12 @@ class RewardServer:
         return await future
 
     async def _serve(self) -> None:
+        import asyncio
+
         while True:
             first = await self.queue.get()
+            if self.batch_wait_s > 0:
+                await asyncio.sleep(self.batch_wait_s)
             jobs, rows = [first], first[0].num
             while not self.queue.empty() and rows < self.max_rows:
                 job = self.queue.get_nowait()
@@ -261,13 +271,16 @@ class RemoteReward(Reward):
     :param server: the actor's name; runners naming the same server share one model.
     :param timeout_s: a reply slower than this is an error naming the server, never a silent stall.
     :param max_queue: requests the server holds before it refuses more.
+    :param batch_wait_s: how long the server waits for other runners' requests before a forward pass.
     """
 
     name = "remote"
 
     def __init__(self, reward: Mapping[str, Any], *, server: str = "robo_reward_reward_server",
-                 timeout_s: float = 30.0, max_queue: int = 64, label: str | None = None) -> None:
+                 timeout_s: float = 30.0, max_queue: int = 64, batch_wait_s: float = 0.0,
+                 label: str | None = None) -> None:
         self.served, self.server, self.timeout_s, self.max_queue = dict(reward), server, float(timeout_s), max_queue
+        self.batch_wait_s = float(batch_wait_s)
         self.name = label or str(self.served.get("name", "remote"))
         self._handle: Any = None
 
@@ -275,7 +288,8 @@ class RemoteReward(Reward):
         super().bind(observation_space, action_space, num_envs)
         ray = _ray()
         actor = ray.remote(RewardServer).options(name=self.server, get_if_exists=True, max_concurrency=1000)
-        self._handle = actor.remote(self.served, observation_space, action_space, max_queue=self.max_queue)
+        self._handle = actor.remote(self.served, observation_space, action_space, max_queue=self.max_queue,
+                                    batch_wait_s=self.batch_wait_s)
 
     def __call__(self, batch: TransitionBatch) -> np.ndarray:
         ray = _ray()

@@ -112,7 +112,11 @@ def test_rllib_ppo_with_shaping_and_a_learned_reward(tmp_path: Path, local_ray) 
 
 @pytest.mark.slow
 def test_reward_server_batches_runners_and_fails_loudly(local_ray) -> None:
-    """Concurrent requests share forward passes; results equal direct evaluation; a slow model times out."""
+    """Concurrent requests share forward passes; results equal direct evaluation; a slow model times out.
+
+    The servers wait 0.25 s for more requests after the first, so back-to-back requests queue and share passes on
+    a loaded machine too (with no window they queue only during a pass: flaky on a busy CI box).
+    """
     from robo_reward.agents.rllib import RemoteReward
     from robo_reward.registry import build_reward
 
@@ -120,7 +124,7 @@ def test_reward_server_batches_runners_and_fails_loudly(local_ray) -> None:
     spec = {"name": "goal_distance", "delta": [0, 1, 2]}
     direct = build_reward(spec)
     direct.bind(obs_space, act_space, 4)
-    remote = RemoteReward(spec, server="test_server", timeout_s=20)
+    remote = RemoteReward(spec, server="test_server", timeout_s=20, batch_wait_s=0.25)
     remote.bind(obs_space, act_space, 4)
     rng = np.random.default_rng(0)
     batches = [TransitionBatch(rng.normal(size=(4, 3)), rng.normal(size=(4, 1)), rng.normal(size=(4, 3)),
@@ -138,7 +142,7 @@ def test_reward_server_batches_runners_and_fails_loudly(local_ray) -> None:
         impatient(TransitionBatch(rng.normal(size=(20_000, 3)), np.zeros((20_000, 1)), rng.normal(size=(20_000, 3)),
                                   np.zeros(20_000), np.zeros(20_000, bool), np.zeros(20_000, bool)))
 
-    bounded = RemoteReward(spec, server="bounded_server", max_queue=1)
+    bounded = RemoteReward(spec, server="bounded_server", max_queue=1, batch_wait_s=0.25)
     bounded.bind(obs_space, act_space, 4)
     outcomes = []
     for ref in [bounded._handle.evaluate.remote(b) for b in batches * 4]:
