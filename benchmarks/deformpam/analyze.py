@@ -16,9 +16,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from robo_reward.stats import bootstrap_ci, iqm
+from robo_reward.stats import bootstrap_ci, iqm, permutation_p
 
 COMPARISONS = [("deformpam", "sft"), ("deformpam", "dpo_policy"), ("deformpam", "random_selection"),
                ("deformpam_sigmoid", "sft"), ("explicit_head", "sft"), ("random_selection", "sft"),
@@ -28,16 +27,6 @@ COMPARISONS = [("deformpam", "sft"), ("deformpam", "dpo_policy"), ("deformpam", 
 def ci(values: np.ndarray, digits: int = 3) -> str:
     lo, hi = bootstrap_ci(values)
     return f"{iqm(values):.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
-
-
-def permutation_p(x: np.ndarray, y: np.ndarray, higher_is_better: bool = True) -> float:
-    """One-sided p of mean(x) > mean(y) (or < for lower-is-better) under exchangeable seeds."""
-    if min(len(x), len(y)) < 2:
-        return float("nan")
-    res = stats.permutation_test((x, y), lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
-                                 permutation_type="independent", vectorized=True,
-                                 alternative="greater" if higher_is_better else "less", n_resamples=100_000)
-    return float(res.pvalue)
 
 
 def trainer_logs(bench: Path, design: str) -> pd.DataFrame:
@@ -79,11 +68,13 @@ def main(bench: Path) -> str:
         if a not in by or b not in by:
             continue
         x, y = by[a]["final_progress"].to_numpy(float), by[b]["final_progress"].to_numpy(float)
-        cell = f"{x.mean() - y.mean():+.4f}, p = {permutation_p(x, y):.4f}"
+        tested = min(len(x), len(y)) >= 2
+        cell = f"{x.mean() - y.mean():+.4f}, p = {permutation_p(x, y) if tested else float('nan'):.4f}"
         steps_cell = "-"
         if steps_key in by[a]:
             xs, ys = by[a][steps_key].to_numpy(float), by[b][steps_key].to_numpy(float)
-            steps_cell = f"{xs.mean() - ys.mean():+.2f}, p = {permutation_p(xs, ys, higher_is_better=False):.4f}"
+            p_steps = permutation_p(xs, ys, alternative="less") if tested else float("nan")
+            steps_cell = f"{xs.mean() - ys.mean():+.2f}, p = {p_steps:.4f}"
         out.append(f"| {a} > {b} | {cell} | {steps_cell} |")
     return "\n".join(out) + "\n"
 

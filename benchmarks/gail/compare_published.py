@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
-from robo_reward.stats import bootstrap_ci, iqm
+from robo_reward.stats import bootstrap_ci, iqm, permutation_p
 
 HERE = Path(__file__).resolve().parent
 RUNS = HERE / "inverted_pendulum" / "runs"
@@ -62,17 +61,6 @@ def final_scores() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def permutation_p(x: list[float], y: list[float]) -> float:
-    """Two-sided exact permutation test of the difference of means (scipy), as in the published table.
-
-    :param x: one design's final scores.
-    :param y: the other's.
-    """
-    result = stats.permutation_test((np.asarray(x), np.asarray(y)), lambda a, b: np.mean(a) - np.mean(b),
-                                    permutation_type="independent", alternative="two-sided")
-    return float(result.pvalue)
-
-
 def discriminator_table(start: int, upto: int) -> pd.DataFrame:
     published = pd.read_csv(HERE / "published" / "lipschitz.csv")
     rows = []
@@ -114,7 +102,7 @@ def main() -> None:
         lines += ["", "Rerun, two-sided exact permutation test of the difference of mean final scores (scipy):", ""]
         for a, b in pairs:
             diff = float(np.mean(by_design[a]) - np.mean(by_design[b]))
-            lines.append(f"- {a} vs {b}: mean difference {diff:+.3f}, p = {permutation_p(by_design[a], by_design[b]):.3f} "
+            lines.append(f"- {a} vs {b}: mean difference {diff:+.3f}, p = {permutation_p(by_design[a], by_design[b], alternative='two-sided'):.3f} "
                          f"(n = {len(by_design[a])}, {len(by_design[b])})")
     lines += ["", "## Curves, seed by seed", "",
              "Expert-normalised return of the deterministic policy (5 episodes) at each evaluation; `rerun` from the "

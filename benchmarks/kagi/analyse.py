@@ -18,22 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from robo_reward.stats import bootstrap_ci, iqm
+from robo_reward.stats import bootstrap_ci, iqm, permutation_p
 
 PAIRS = [("kagi_oracle", "sparse_demos"), ("kagi_oracle", "sparse"), ("kagi_noise_low", "sparse_demos"),
          ("kagi_noise_high", "sparse_demos"), ("kagi_oracle_fifth", "sparse_demos_fifth"),
          ("kagi_oracle", "kagi_oracle_fifth"), ("kagi_oracle", "kagi_noise_high"),
          ("push_kagi_oracle", "push_sparse_demos"), ("push_kagi_noise_high", "push_sparse_demos")]
-
-
-def permutation_p(a: np.ndarray, b: np.ndarray, *, resamples: int = 20000, seed: int = 0) -> float:
-    """One-sided p-value of mean(a) - mean(b) > 0 under random relabelling of the runs."""
-    rng = np.random.default_rng(seed)
-    pooled, n = np.concatenate([a, b]), len(a)
-    observed = a.mean() - b.mean()
-    perms = np.argsort(rng.random((resamples, len(pooled))), axis=1)
-    diffs = pooled[perms[:, :n]].mean(axis=1) - pooled[perms[:, n:]].mean(axis=1)
-    return float((np.sum(diffs >= observed - 1e-12) + 1) / (resamples + 1))
 
 
 def load(bench: Path) -> pd.DataFrame:

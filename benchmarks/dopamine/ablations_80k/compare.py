@@ -11,21 +11,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from robo_reward.stats import bootstrap_ci, iqm
+from robo_reward.stats import bootstrap_ci, iqm, permutation_p
 
 HERE = Path(__file__).resolve().parent
 BASE_NAME = "dopamine_learned_success_gold"
-
-
-def permutation_p(a: np.ndarray, b: np.ndarray) -> float:
-    """Exact two-sided permutation p of mean(a) - mean(b) (scipy, every relabelling of the pooled values)."""
-    return float(stats.permutation_test((a, b), lambda x, y, axis=-1: x.mean(axis) - y.mean(axis), vectorized=True,
-                                        permutation_type="independent", n_resamples=np.inf,
-                                        alternative="two-sided").pvalue)
 
 
 def main(metric: str = "final_success") -> None:
@@ -47,7 +38,7 @@ def main(metric: str = "final_success") -> None:
         if name.endswith("(base)"):
             diff, p = "-", "-"
         else:
-            diff, p = f"{x.mean() - b.mean():+.3f}", f"{permutation_p(x, b):.3f}"
+            diff, p = f"{x.mean() - b.mean():+.3f}", f"{permutation_p(x, b, alternative='two-sided'):.3f}"
         rows.append(f"| {name} | {len(x)} | {iqm(x):.3g} [{lo:.3g}, {hi:.3g}] | {x.mean():.3f} | {per_seed} | "
                     f"{diff} | {p} |")
     text = "\n".join(rows) + "\n"
