@@ -20,3 +20,17 @@ bench staircase 3 &
 (bench score 2 && bench score 3) &
 wait
 .venv/bin/python benchmarks/oni/annotator_log.py runs/oni/staircase runs/oni/score --out benchmarks/oni/annotator.md
+
+# 200k steps, 5 seeds, on the idle machine (benchmarks/oni/NOTE.md, "200,000 env steps per run")
+S=(--set budget.total_timesteps=200000 --set budget.checkpoint_every=50000 --set eval.every=50000
+   --set eval.episodes=10 --no-progress)
+.venv/bin/robo-reward bench configs/oni/staircase_extrinsic.yaml configs/oni/staircase_retrieval.yaml \
+  configs/oni/staircase_retrieval_strong.yaml --seeds 5 --jobs 1 --out runs/oni/staircase_200k "${S[@]}"
+.venv/bin/robo-reward bench configs/oni/score_extrinsic.yaml configs/oni/score_retrieval.yaml --seeds 5 --jobs 1 \
+  --out runs/oni/score_200k "${S[@]}"
+for t in staircase score; do
+  mkdir -p "benchmarks/oni/${t}_200k"
+  cp "runs/oni/${t}_200k"/{summary.md,summary.csv,results.csv,curves.png} "benchmarks/oni/${t}_200k/"
+done
+.venv/bin/python benchmarks/oni/annotator_log.py runs/oni/staircase_200k runs/oni/score_200k \
+  --out benchmarks/oni/annotator_200k.md
