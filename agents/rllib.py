@@ -216,8 +216,6 @@ class RewardServer:
             raise ConfigError(f"reward '{self.reward.name}' keeps per-episode state or reads infos, so one actor "
                               "cannot serve it to many runners; serve a stateless reward model")
         self.reward.bind(observation_space, action_space, 1)
-        if batch_wait_s < 0:
-            raise ConfigError(f"batch_wait_s must be >= 0 seconds, got {batch_wait_s}")
         self.max_queue, self.max_rows, self.batch_wait_s = max_queue, max_rows, float(batch_wait_s)
         self.queue: asyncio.Queue[tuple[TransitionBatch, asyncio.Future[np.ndarray]]] = asyncio.Queue()
         self.calls = 0
@@ -280,6 +278,8 @@ class RemoteReward(Reward):
                  timeout_s: float = 30.0, max_queue: int = 64, batch_wait_s: float = 0.0,
                  label: str | None = None) -> None:
         self.served, self.server, self.timeout_s, self.max_queue = dict(reward), server, float(timeout_s), max_queue
+        if batch_wait_s < 0:
+            raise ConfigError(f"remote reward batch_wait_s must be >= 0 seconds, got {batch_wait_s}")
         self.batch_wait_s = float(batch_wait_s)
         self.name = label or str(self.served.get("name", "remote"))
         self._handle: Any = None

@@ -142,6 +142,8 @@ def test_reward_server_batches_runners_and_fails_loudly(local_ray) -> None:
         impatient(TransitionBatch(rng.normal(size=(20_000, 3)), np.zeros((20_000, 1)), rng.normal(size=(20_000, 3)),
                                   np.zeros(20_000), np.zeros(20_000, bool), np.zeros(20_000, bool)))
 
+    with pytest.raises(ConfigError, match="batch_wait_s must be >= 0"):
+        RemoteReward(spec, batch_wait_s=-1.0)
     bounded = RemoteReward(spec, server="bounded_server", max_queue=1, batch_wait_s=0.25)
     bounded.bind(obs_space, act_space, 4)
     outcomes = []
