@@ -242,3 +242,62 @@ def test_hint_flag_reported_only_later_still_counts() -> None:
     s = Stepper()
     assert s.step()["carl/hint"] == 0.0
     assert s.step(red_light=True)["carl"] == pytest.approx(1.0 - 1.0)
+
+
+def test_partial_batch_updates_only_its_envs() -> None:
+    r = make_reward("carl", ttc_hold=100)
+    r.bind(SPACE, SPACE, 3)
+    r.reset(np.zeros((3, 2)), np.ones(3, bool))
+    info = {**BASE, "route_completion": 1.0, "ttc_violation": True}
+    one = TransitionBatch(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), np.zeros(1), np.zeros(1, bool),
+                          np.zeros(1, bool), infos=[info], env_ids=np.array([1]))
+    assert r(one).tolist() == [0.5]
+    state = r.state_dict()
+    assert state["best"].tolist() == [0.0, 1.0, 0.0] and state["monitor"]["frames"].tolist() == [0, 1, 0]
+    assert state["monitor"]["ttc_until"].tolist() == [0, 101, 0]
+
+
+def test_non_finite_info_is_named_and_leaves_state_alone() -> None:
+    from robo_reward.evaluator import RewardEvaluator
+    from robo_reward.protocol import RewardError
+
+    ev = RewardEvaluator(CarlReward(), extrinsic_weight=0.0)
+    ev.bind(SPACE, SPACE, 2)
+    ev.reset(np.zeros((2, 2)), np.ones(2, bool))
+    infos = [{**BASE, "route_completion": 1.0}, {**BASE, "route_completion": 1.0, "speed": float("nan")}]
+    batch = TransitionBatch(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), np.zeros(2), np.zeros(2, bool),
+                            np.zeros(2, bool), infos=infos)
+    with pytest.raises(RewardError, match=r"carl.*env rows \[1\]"):
+        ev.step(batch)
+    assert ev.reward.state_dict()["monitor"]["frames"].tolist() == [1, 0]
+
+
+def test_env_ids_outside_the_bound_envs_are_refused() -> None:
+    r = CarlReward()
+    r.bind(SPACE, SPACE, 2)
+    r.reset(np.zeros((2, 2)), np.ones(2, bool))
+    b = TransitionBatch(np.zeros((1, 2)), np.zeros((1, 2)), np.zeros((1, 2)), np.zeros(1), np.zeros(1, bool),
+                        np.zeros(1, bool), infos=[dict(BASE)], env_ids=np.array([2]))
+    with pytest.raises(ValueError, match=r"env_ids \[2\] are not integers in \[0, 2\)"):
+        r(b)
+    with pytest.raises(ValueError, match="env_ids"):
+        r(TransitionBatch(b.obs, b.action, b.next_obs, b.reward, b.terminated, b.truncated, b.infos,
+                          env_ids=np.array([0.0])))
+
+
+def test_rows_of_one_env_are_consecutive_steps() -> None:
+    r = CarlReward(ttc_hold=3)
+    r.bind(SPACE, SPACE, 1)
+    r.reset(np.zeros((1, 2)), np.ones(1, bool))
+    infos = [{**BASE, "route_completion": 1.0, "ttc_violation": True}, {**BASE, "route_completion": 3.0}]
+    b = TransitionBatch(np.zeros((2, 2)), np.zeros((2, 2)), np.zeros((2, 2)), np.zeros(2), np.zeros(2, bool),
+                        np.zeros(2, bool), infos=infos, env_ids=np.array([0, 0]))
+    assert r(b).tolist() == [0.5, 1.0]  # delta 1 then 2; the TTC hold set by the first row covers the second
+    assert r.state_dict()["monitor"]["frames"].tolist() == [2]
+
+
+def test_unlimited_speed_is_allowed_and_bad_dt_is_named() -> None:
+    s = Stepper()
+    assert s.step(speed_limit=float("inf"), speed=50.0)["carl/speed"] == 1.0
+    with pytest.raises(ValueError, match="dt"):
+        s.step(dt=0.0)

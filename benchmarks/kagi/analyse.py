@@ -4,6 +4,7 @@ Reads only what the bench wrote (each run's ``summary.json`` and ``eval.csv``); 
 ``analysis.md`` into the output folder::
 
     python benchmarks/kagi/analyse.py runs/kagi/bench_pickplace benchmarks/kagi/pickplace
+    python benchmarks/kagi/analyse.py runs/kagi/bench_a,runs/kagi/bench_b benchmarks/kagi/both   # several folders
 
 Steps to first 50% success: the first evaluation at which the greedy policy's success rate is >= 0.5; a run that
 never gets there counts as ``budget + eval.every`` (censored) in the test and is shown as "not reached".
@@ -24,12 +25,16 @@ PAIRS = [("kagi_oracle", "sparse_demos"), ("kagi_oracle", "sparse"), ("kagi_nois
          ("kagi_noise_high", "sparse_demos"), ("kagi_oracle_fifth", "sparse_demos_fifth"),
          ("kagi_oracle", "kagi_oracle_fifth"), ("kagi_oracle", "kagi_noise_high"),
          ("push_kagi_oracle", "push_sparse_demos"), ("push_kagi_noise_high", "push_sparse_demos"),
-         ("push_kagi_oracle", "push_kagi_noise_high"), ("kagi_oracle_fifth", "sparse_demos")]
+         ("push_kagi_oracle", "push_kagi_noise_high"), ("kagi_oracle_fifth", "sparse_demos"), ("kagi_oracle_fifth", "sparse"),
+         ("sparse_demos", "sparse")]
 
 
 def load(bench: Path) -> pd.DataFrame:
     rows = []
-    for summary in sorted(bench.glob("runs/*/seed*/summary.json")):
+    summaries = sorted(bench.glob("runs/*/seed*/summary.json"))
+    if not summaries:
+        raise SystemExit(f"no finished runs (runs/*/seed*/summary.json) under {bench}")
+    for summary in summaries:
         s = json.loads(summary.read_text())
         ev = pd.read_csv(summary.parent / "eval.csv")
         reached = ev.loc[ev["success_rate"] >= 0.5, "timestep"]
@@ -48,7 +53,7 @@ def _fmt(x: np.ndarray) -> str:
 
 
 def main(bench: str, out: str) -> None:
-    runs = load(Path(bench))
+    runs = pd.concat([load(Path(b)) for b in bench.split(",")], ignore_index=True)
     lines = ["# KAGI benchmark analysis", "", f"From `{bench}` ({len(runs)} finished runs). IQM [95% bootstrap CI] "
              "over seeds; exact one-sided permutation tests (first design better; with 3 vs 3 "
              "runs the smallest attainable p is 1/20 = 0.05).", "",

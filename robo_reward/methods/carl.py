@@ -27,14 +27,17 @@ The reward reads the env's ``info`` (see :mod:`robo_reward.envs.driving`): ``rou
 ``ttc_violation`` and the infraction flags (``collision``; ``red_light`` where the env has traffic lights).
 Each factor goes into ``info`` as ``reward/carl/<factor>``.
 
-Cost: one batched call is ~35 numpy calls on ``n``-row arrays (~39 us for 8 envs on the 2-core CPU used here,
-nearly independent of ``n`` up to tens of envs) plus one ``itemgetter`` per env to read the infos; the per-factor
-state is preallocated and updated in place (``benchmarks/carl/NOTE.md``, "Speed").
+Cost: the reward is one compiled (numba) loop over the batch's rows that updates the per-env state in place and
+writes every term, after one ``itemgetter`` per env reads the infos into a table. A numpy version needed ~35
+calls on ``n``-row arrays, whose fixed dispatch cost (~39 us per call for 8 envs here) was 16% of this package's
+40 us driving-env step; the kernel gives the same values to 1e-12 (``benchmarks/carl/NOTE.md``, "Speed").
 
 Small-scale departures (reconstruction): route completion is the best completion so far (CARLA's never
 decreases), so ``delta >= 0``; comfort metrics are evaluated at the newest frame of the smoothed window (nuPlan
 scores whole trajectories) and only once the window is full; jerk magnitude is that of the body-frame
-acceleration ``(a_lon, v * yaw_rate)``; the minimum-speed option is not built.
+acceleration ``(a_lon, v * yaw_rate)``; the minimum-speed option is not built. The spec's ``RouteProgress`` and
+``InfractionMonitor`` are one :class:`CarlState` and one compiled step here: the per-factor numpy version was
+dominated by fixed per-call dispatch.
 
 >>> from robo_reward.protocol import TransitionBatch
 >>> r = CarlReward()
@@ -50,11 +53,14 @@ acceleration ``(a_lon, v * yaw_rate)``; the minimum-speed option is not built.
 
 from __future__ import annotations
 
+import math
 import operator
 from collections.abc import Mapping, Sequence
+from itertools import chain
 from typing import Any, Literal
 
 import gymnasium as gym
+import numba
 import numpy as np
 from scipy.signal import savgol_coeffs
 
@@ -82,7 +88,8 @@ class InfoReader:
     The keys an env reports are found on the first call (and again when a missing one appears); each call then
     costs one C-level ``itemgetter`` per info and one array conversion. Optional keys the env never reports
     keep their defaults (:data:`OPTIONAL`); hint flags it never reports are left out (they are 0). Rows that
-    lack a key the first row had fall back to a per-key read with the defaults.
+    lack a key the first row had fall back to a per-key read with the defaults. The values go straight from the
+    getters into the array (``np.fromiter``), with no list of tuples between.
 
     :param hints: info flags that earn the termination hint.
     """
@@ -105,6 +112,7 @@ class InfoReader:
         present = [k for k in self.core if k in first] + list(self.hint_keys)
         self._absent = tuple(k for k in (*self.core, *self.hints) if k not in first)
         self._getter = operator.itemgetter(*present)
+        self._width = len(present)
         self._cols = [i for i, k in enumerate(self.core) if k in first] + list(
             range(len(self.core), len(self.core) + len(self.hint_keys)))
         full = len(self._cols) == len(self.core) + len(self.hint_keys)
@@ -120,7 +128,8 @@ class InfoReader:
                 self._build(first)
                 break
         try:
-            rows = np.array(list(map(self._getter, infos)), dtype=np.float64)
+            flat = chain.from_iterable(map(self._getter, infos))
+            rows = np.fromiter(flat, np.float64, count=len(infos) * self._width).reshape(len(infos), self._width)
         except KeyError:
             return self._slow(infos)
         if self._template is None:
@@ -136,223 +145,163 @@ class InfoReader:
         return np.array(rows, dtype=np.float64)
 
 
-class RouteProgress:
-    """Route completion (percent) per env and the step's increment ``delta`` (best completion so far)."""
-
-    def __init__(self, num_envs: int) -> None:
-        self.best = np.zeros(num_envs)
-
-    def reset(self, env_mask: np.ndarray) -> None:
-        self.best[env_mask] = 0.0
-
-    def delta(self, completion: np.ndarray, env_ids: np.ndarray | slice) -> np.ndarray:
-        old = self.best[env_ids]
-        new = np.minimum(completion, 100.0)
-        np.maximum(old, new, out=new)
-        delta = new - old
-        self.best[env_ids] = new
-        return delta
+OUT = ("total", "progress", "hint", *FACTORS)
+"""Rows of the kernel's output: the reward, ``delta``, the hint and each factor."""
+STATE_KEYS = ("frames", "ttc_until", "comfort_until", "lane_counter", "history", "prev_action")
+"""What :meth:`CarlState.state_dict` saves (comfort holds in :data:`COMFORT_LIMITS` order, history as
+``(n, window, 2)`` speed and yaw, oldest frame first)."""
 
 
-COMFORT_COLS = (0, 9, 10, 6, 3, 4)
-"""Columns of :data:`COMFORT_LIMITS`' metrics (in that order) in the monitor's per-step metric table; column 11
-is the TTC flag and the others are intermediate values that never count as violations."""
-_NO = np.inf
+def _jit(fn: Any) -> Any:
+    """``numba.njit``, cached on disk where the package or the user cache (``NUMBA_CACHE_DIR``) is writable, else
+    compiled once per process."""
+    try:
+        return numba.njit(cache=True, nogil=True)(fn)
+    except RuntimeError:
+        return numba.njit(nogil=True)(fn)
 
 
-class _Scratch:
-    """Work arrays of one batch size, reused across calls (nothing here is handed out)."""
+@_jit
+def _carl_step(table: np.ndarray, action: np.ndarray, ids: np.ndarray, coeffs: np.ndarray, low: np.ndarray,
+               high: np.ndarray, holds: np.ndarray, lane_offset_m: float, lane_frames: int, overspeed_scale: float,
+               action_change: float, hint: float, nuplan_unit: float, best: np.ndarray, frames: np.ndarray,
+               until: np.ndarray, lane_counter: np.ndarray, hist: np.ndarray, prev_action: np.ndarray,
+               out: np.ndarray) -> None:  # pragma: no cover  (compiled; covered through CarlReward)
+    """One CaRL step for each row of ``table`` into ``out``, updating the per-env state in place; rows of one env
+    are taken in order, as its consecutive steps (the per-env time order of ``TransitionBatch.concat``). A row with
+    a non-finite input (a speed limit may be +inf) gets NaN everywhere and leaves its env's state untouched, so the
+    evaluator's finiteness check names the term.
 
-    def __init__(self, n: int) -> None:
-        self.metrics = np.zeros((n, 12))
-        m = self.metrics
-        self.lin, self.left, self.right, self.products = m[:, :7], m[:, 0:3], m[:, 3:6], m[:, 7:10]
-        self.ddv, self.jerk_inner, self.v_dw, self.jerk, self.ttc = m[:, 6], m[:, 7], m[:, 8], m[:, 10], m[:, 11]
-        self.bad = np.zeros((n, 12), dtype=bool)
-        self.bad_hi = np.zeros((n, 12), dtype=bool)
-        self.bad_comfort = self.bad[:, :11]
-        self.active = np.zeros((n, 12), dtype=bool)
-        self.active_comfort, self.active_ttc = self.active[:, :11], self.active[:, 11]
-        self.until_new = np.zeros((n, 12), dtype=np.int64)
-        self.counts = np.zeros((n, 3), dtype=np.int64)
-        self.c_ttc, self.c_comfort, self.c_lane = (self.counts[:, k] for k in range(3))
+    :param table: :class:`InfoReader`'s ``(rows, 8 + hints)`` table. :param action: ``(rows, dim)`` actions (read
+        only when ``action_change >= 0``). :param ids: each row's env. :param coeffs: :meth:`CarlReward._savgol`'s
+        ``(3, window)`` weights. :param low: comfort lower limits. :param high: comfort upper limits.
+    :param holds: hold lengths (six comfort metrics, then TTC). :param lane_offset_m: off-centre distance.
+    :param lane_frames: off-centre frames tolerated. :param overspeed_scale: overspeed that zeroes progress.
+    :param action_change: the action-change threshold, < 0 when off. :param hint: the termination hint.
+    :param nuplan_unit: ``100 / episode_steps`` for the nuPlan variant, 0 for CaRL's single reward.
+    :param best: per-env best completion. :param frames: per-env step count. :param until: per-env hold ends.
+    :param lane_counter: per-env off-centre counter. :param hist: per-env ``(2, window)`` speed/yaw history.
+    :param prev_action: per-env previous action. :param out: :data:`OUT` rows x batch rows, written here.
+    """
+    window = hist.shape[2]
+    n_cols = table.shape[1]
+    n_hints = n_cols - TTC - 1
+    for r in range(table.shape[0]):
+        e = ids[r]
+        if e < 0 or e >= best.shape[0]:
+            raise IndexError("CaRL: a batch row's env id is outside the envs this reward is bound to")
+        finite = True
+        for k in range(n_cols):
+            x = table[r, k]
+            if not np.isfinite(x) and not (k == LIMIT and x == np.inf):
+                finite = False
+        if action_change >= 0.0:
+            for k in range(action.shape[1]):
+                finite = finite and np.isfinite(action[r, k])
+        if not finite:
+            out[:, r] = np.nan
+            continue
+        rc, speed, limit, yaw = table[r, RC], table[r, SPEED], table[r, LIMIT], table[r, YAW]
+        new = max(best[e], min(rc, 100.0))
+        delta = new - best[e]
+        best[e] = new
+        frames[e] += 1
+        f = frames[e]
+        if f == 1:
+            hist[e, 0, :] = speed
+            hist[e, 1, :] = yaw
+        else:
+            for k in range(window - 1):
+                hist[e, 0, k] = hist[e, 0, k + 1]
+                hist[e, 1, k] = hist[e, 1, k + 1]
+            hist[e, 0, window - 1] = speed
+            hist[e, 1, window - 1] = yaw
+        comfort_active = 0
+        if f >= window:
+            v = dv = ddv = w = dw = 0.0
+            for k in range(window):
+                s, y = hist[e, 0, k], hist[e, 1, k]
+                v += coeffs[0, k] * s
+                dv += coeffs[1, k] * s
+                ddv += coeffs[2, k] * s
+                w += coeffs[1, k] * y
+                dw += coeffs[2, k] * y
+            lat_jerk = dv * w + v * dw
+            metrics = (dv, v * w, np.sqrt(ddv * ddv + lat_jerk * lat_jerk), ddv, w, dw)
+            for k in range(6):
+                if metrics[k] < low[k] or metrics[k] > high[k]:
+                    until[e, k] = f + holds[k]
+        for k in range(6):
+            if f < until[e, k]:
+                comfort_active += 1
+        if table[r, TTC] > 0.0:
+            until[e, 6] = f + holds[6]
+        ttc_active = f < until[e, 6]
+        counter = lane_counter[e]
+        counter += 1 if table[r, LANE] > lane_offset_m and table[r, JUNCTION] <= 0.0 else -1
+        counter = min(max(counter, 0), lane_frames + 1)
+        lane_counter[e] = counter
+        hinted = False
+        for k in range(n_hints):
+            hinted = hinted or table[r, TTC + 1 + k] > 0.0
+        on_route = delta if table[r, OUTSIDE] <= 0.0 else 0.0
+        overspeed = max(speed - limit, 0.0)
+        speed_f = max(0.0, 1.0 - overspeed / overspeed_scale)
+        ttc_f = 0.5 if ttc_active else 1.0
+        comfort_f = 1.0 - 0.5 / 6.0 * comfort_active
+        lane_f = 0.5 if counter > lane_frames else 1.0
+        out[1, r], out[2, r] = delta, -hint if hinted else 0.0
+        out[3, r] = 1.0 if table[r, OUTSIDE] <= 0.0 else 0.0
+        out[4, r], out[5, r], out[6, r], out[7, r] = speed_f, ttc_f, comfort_f, lane_f
+        product = speed_f * ttc_f * comfort_f * lane_f
+        if action_change >= 0.0:
+            changed = False
+            for k in range(action.shape[1]):
+                changed = changed or abs(action[r, k] - prev_action[e, k]) > action_change
+                prev_action[e, k] = action[r, k]
+            out[8, r] = 0.5 if changed and f > 1 else 1.0
+            product *= out[8, r]
+        if nuplan_unit > 0.0:
+            compliant = 5.0 * (not ttc_active) + 4.0 * (overspeed <= 0.0) + 2.0 * (comfort_active == 0)
+            out[0, r] = (5.0 * on_route + nuplan_unit * compliant) / 16.0 + out[2, r]
+        else:
+            out[0, r] = on_route * product + out[2, r]
 
 
-class InfractionMonitor:
-    """The soft-penalty state of CaRL per env: TTC and comfort holds, the lane-centre counter, the comfort
-    history and the previous action; :meth:`observe` updates it and returns each factor in [0, 1].
+class CarlState:
+    """CaRL's per-env state: best route completion, frame count, holds (six comfort metrics and TTC, each the
+    frame until which it lasts, so a step costs no countdown), lane-centre counter, comfort history and the
+    previous action. :meth:`state_dict` holds all but ``best``, which :class:`CarlReward` saves beside it (the
+    layout of checkpoints written before the kernel).
 
-    Holds are kept as the frame number until which they last, so a step costs no per-hold countdown. The six
-    comfort metrics, the intermediate values they are made of and the TTC flag sit side by side in one
-    ``(n, 12)`` table (:data:`COMFORT_COLS`; limits of +-inf on the intermediates), so one comparison finds every
-    violation and one ``copyto`` starts every hold; the state lives in preallocated arrays that a full batch
-    updates in place.
-
-    :param num_envs: envs to track. :param ttc_hold: steps a TTC violation keeps halving progress.
-    :param comfort_hold: steps a comfort violation stays active. :param comfort_window: smoothing window (frames).
-    :param lane_offset_m: lane-centre distance counted as off-centre. :param lane_frames: off-centre frames
-        tolerated before the lane factor halves progress. :param overspeed_scale: overspeed (m/s) that zeroes
-        progress. :param action_change: threshold of the optional action-change penalty (None: off).
-    :param action_dim: size of the flat action (for the action-change penalty).
+    :param num_envs: envs to track.
+    :param window: comfort history length.
+    :param action_dim: flat action size.
     """
 
-    def __init__(self, num_envs: int, *, ttc_hold: int = 500, comfort_hold: int = 500, comfort_window: int = 15,
-                 lane_offset_m: float = 0.5, lane_frames: int = 30, overspeed_scale: float = 2.23,
-                 action_change: float | None = None, action_dim: int = 2) -> None:
-        if ttc_hold < 1 or comfort_hold < 1 or lane_frames < 0 or comfort_window < 5 or overspeed_scale <= 0:
-            raise ValueError("need ttc_hold >= 1, comfort_hold >= 1, lane_frames >= 0, comfort_window >= 5 and "
-                             f"overspeed_scale > 0; got {ttc_hold}, {comfort_hold}, {lane_frames}, {comfort_window}, "
-                             f"{overspeed_scale}")
-        self.ttc_hold, self.comfort_hold, self.window = int(ttc_hold), int(comfort_hold), int(comfort_window)
-        self.lane_offset_m, self.lane_frames = float(lane_offset_m), int(lane_frames)
-        self.overspeed_scale, self.action_change = float(overspeed_scale), action_change
+    def __init__(self, num_envs: int, window: int, action_dim: int) -> None:
         self.num_envs = int(num_envs)
+        self.best = np.zeros(num_envs)
         self.frames = np.zeros(num_envs, dtype=np.int64)
-        self.until = np.zeros((num_envs, 12), dtype=np.int64)
+        self.until = np.zeros((num_envs, 7), dtype=np.int64)
         self.lane_counter = np.zeros(num_envs, dtype=np.int64)
-        self.hist = np.zeros((num_envs, 2, self.window))  # (speed, yaw) x frames, oldest first
+        self.hist = np.zeros((num_envs, 2, window))
         self.prev_action = np.zeros((num_envs, action_dim))
-        self.holds = np.full(12, self.comfort_hold, dtype=np.int64)
-        self.holds[11] = self.ttc_hold
-        self.scales = np.array([0.5, 0.5 / len(COMFORT_LIMITS), 0.5])
-        self._low, self._high = np.full(12, -_NO), np.full(12, _NO)
-        for col, (lo, hi) in zip(COMFORT_COLS, COMFORT_LIMITS.values(), strict=True):
-            self._low[col], self._high[col] = lo, hi
-        self._high[11] = 0.0
-        self._coeffs: dict[float, np.ndarray] = {}
-        self._scratch: dict[int, _Scratch] = {}
-        self._fresh = True  # some env may be on its first frame (its history still to fill)
-        self._warm = 0  # every env has at least this many frames (full-batch steps since the last reset)
-
-    @property
-    def ttc_until(self) -> np.ndarray:
-        """Frame until which each env's TTC hold lasts (a copy)."""
-        return self.until[:, 11].copy()
-
-    @property
-    def comfort_until(self) -> np.ndarray:
-        """Frame until which each env's comfort holds last, in :data:`COMFORT_LIMITS` order (a copy)."""
-        return self.until[:, list(COMFORT_COLS)]
-
-    @property
-    def history(self) -> np.ndarray:
-        """The comfort history as ``(n, window, 2)`` (speed, yaw), oldest frame first (a copy)."""
-        return self.hist.transpose(0, 2, 1).copy()
 
     def reset(self, env_mask: np.ndarray) -> None:
-        for state in (self.frames, self.until, self.lane_counter):
+        """Start a new episode in the masked envs (the history refills from their first frame)."""
+        for state in (self.best, self.frames, self.until, self.lane_counter):
             state[env_mask] = 0
-        self._fresh, self._warm = True, 0
-
-    def _savgol(self, dt: float) -> np.ndarray:
-        """``(2 * window, 7)`` map from the flat history to the first 7 metric columns (lon accel, speed, speed,
-        yaw rate, yaw accel, yaw rate, lon jerk) at the newest frame: Savitzky-Golay (order 2) smoothing and
-        derivatives of speed and yaw."""
-        if dt not in self._coeffs:
-            w = self.window
-            v, dv, ddv = (savgol_coeffs(w, 2, deriv=k, delta=dt, pos=w - 1, use="dot") for k in range(3))
-            m = np.zeros((2 * w, 7))
-            m[:w, 0], m[:w, 1], m[:w, 2], m[:w, 6] = dv, v, v, ddv
-            m[w:, 3], m[w:, 4], m[w:, 5] = dv, ddv, dv
-            self._coeffs[dt] = m
-        return self._coeffs[dt]
-
-    def _buffers(self, n: int) -> _Scratch:
-        if n not in self._scratch:
-            self._scratch[n] = _Scratch(n)
-        return self._scratch[n]
-
-    def comfort_metrics(self, speed_yaw: np.ndarray, dt: float, frames: np.ndarray,
-                        env_ids: np.ndarray | slice) -> np.ndarray:
-        """Push the newest frame (``speed_yaw``: ``(n, 2)``) and return the metric table at it (``(n, 12)``,
-        :data:`COMFORT_COLS`; column 11 still to fill); ``frames`` counts this episode's steps including this one
-        (an env on its first frame starts its history filled with that frame)."""
-        full = isinstance(env_ids, slice)
-        hist = self.hist[env_ids]
-        hist[:, :, :-1] = hist[:, :, 1:]
-        hist[:, :, -1] = speed_yaw
-        if self._fresh:
-            fresh = frames == 1
-            if fresh.any():
-                hist[fresh] = hist[fresh][:, :, -1:]
-            if full:
-                self._fresh = False
-        if not full:
-            self.hist[env_ids] = hist
-        s = self._buffers(len(frames))
-        np.matmul(hist.reshape(len(frames), -1), self._savgol(dt), out=s.lin)
-        np.multiply(s.left, s.right, out=s.products)  # dv * w, v * dw, v * w (lateral acceleration)
-        np.add(s.jerk_inner, s.v_dw, out=s.jerk_inner)
-        np.hypot(s.ddv, s.jerk_inner, out=s.jerk)
-        return s.metrics
-
-    def observe(self, table: np.ndarray, action: np.ndarray, env_ids: np.ndarray | slice,
-                dt: float) -> dict[str, np.ndarray]:
-        """Update the state with one step per row (``table``: :class:`InfoReader`'s) and return ``factors``:
-        ``route_lanes``, ``speed``, ``ttc``, ``comfort``, ``lane_centre`` (and ``action_change`` when on) as the
-        columns of one fresh ``(n, 5)`` (or ``(n, 6)``) array; ``counts``: TTC active, comfort metrics active
-        and lane factor on, per row; ``overspeed`` in m/s (the nuPlan variant's compliance flags)."""
-        full = isinstance(env_ids, slice)
-        n = len(table)
-        s = self._buffers(n)
-        frames = self.frames[env_ids]
-        frames += 1
-        if not full:
-            self.frames[env_ids] = frames
-        elif self._warm < self.window:
-            self._warm += 1
-        m = self.comfort_metrics(table[:, SPEED:YAW + 1], dt, frames, env_ids)
-        s.ttc[:] = table[:, TTC]
-        bad = s.bad
-        np.less(m, self._low, out=bad)
-        np.greater(m, self._high, out=s.bad_hi)
-        bad |= s.bad_hi
-        if not full or self._warm < self.window:
-            s.bad_comfort &= (frames >= self.window)[:, None]
-        fr = frames[:, None]
-        until = self.until[env_ids]
-        np.add(fr, self.holds, out=s.until_new)
-        np.copyto(until, s.until_new, where=bad)
-        if not full:
-            self.until[env_ids] = until
-        np.less(fr, until, out=s.active)
-
-        counter = self.lane_counter[env_ids]
-        off = (table[:, LANE] > self.lane_offset_m) & (table[:, JUNCTION] <= 0.0)
-        counter += np.where(off, 1, -1)
-        np.minimum(counter, self.lane_frames + 1, out=counter)
-        np.maximum(counter, 0, out=counter)
-        if not full:
-            self.lane_counter[env_ids] = counter
-
-        counts = s.counts
-        s.c_ttc[:] = s.active_ttc
-        np.add.reduce(s.active_comfort, axis=1, out=s.c_comfort)
-        np.greater(counter, self.lane_frames, out=s.c_lane)
-
-        factors = np.empty((n, 5 if self.action_change is None else 6))
-        np.less_equal(table[:, OUTSIDE], 0.0, out=factors[:, 0])
-        overspeed = table[:, SPEED] - table[:, LIMIT]
-        np.maximum(overspeed, 0.0, out=overspeed)
-        speed = np.divide(overspeed, self.overspeed_scale, out=factors[:, 1])
-        np.subtract(1.0, speed, out=speed)
-        np.maximum(0.0, speed, out=speed)
-        hold = factors[:, 2:5]
-        np.multiply(self.scales, counts, out=hold)
-        np.subtract(1.0, hold, out=hold)
-        if self.action_change is not None:
-            a = np.asarray(action, dtype=np.float64).reshape(n, -1)
-            changed = np.abs(a - self.prev_action[env_ids]).max(axis=1) > self.action_change
-            factors[:, 5] = 1.0 - 0.5 * (changed & (frames > 1))
-            self.prev_action[env_ids] = a
-        return {"factors": factors, "counts": counts, "overspeed": overspeed}
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        return {"frames": self.frames.copy(), "ttc_until": self.ttc_until, "comfort_until": self.comfort_until,
-                "lane_counter": self.lane_counter.copy(), "history": self.history,
-                "prev_action": self.prev_action.copy()}
+        """Copies of the state but ``best``, keyed by :data:`STATE_KEYS`."""
+        return {"frames": self.frames.copy(), "ttc_until": self.until[:, 6].copy(),
+                "comfort_until": self.until[:, :6].copy(), "lane_counter": self.lane_counter.copy(),
+                "history": self.hist.transpose(0, 2, 1).copy(), "prev_action": self.prev_action.copy()}
 
     def load_state_dict(self, state: Mapping[str, np.ndarray]) -> None:
+        """Load :meth:`state_dict`'s entries (any subset), in place; a key or shape that does not fit is an
+        error."""
         current = self.state_dict()
         for k, v in state.items():
             if k not in STATE_KEYS or current[k].shape != np.shape(v):
@@ -360,19 +309,13 @@ class InfractionMonitor:
                                  f"{STATE_KEYS} for {self.num_envs} envs); load it into a reward bound to as many envs")
         for k, v in state.items():
             if k == "ttc_until":
-                self.until[:, 11] = v
+                self.until[:, 6] = v
             elif k == "comfort_until":
-                self.until[:, list(COMFORT_COLS)] = v
+                self.until[:, :6] = v
             elif k == "history":
                 self.hist[...] = np.asarray(v).transpose(0, 2, 1)
             else:
                 getattr(self, k)[...] = v
-        self._fresh, self._warm = True, 0
-
-
-STATE_KEYS = ("frames", "ttc_until", "comfort_until", "lane_counter", "history", "prev_action")
-"""What :meth:`InfractionMonitor.state_dict` saves (comfort holds and history in :data:`COMFORT_LIMITS` order and
-``(n, window, 2)``, as before the holds were fused)."""
 
 
 class CarlReward(Reward):
@@ -406,27 +349,67 @@ class CarlReward(Reward):
             raise ValueError(f"episode_steps must be >= 1 and hint >= 0, got {episode_steps} and {hint}")
         self.variant, self.hint, self.hint_infractions = variant, float(hint), tuple(hint_infractions)
         self.episode_steps = int(episode_steps)
-        self._monitor_kwargs = dict(ttc_hold=ttc_hold, comfort_hold=comfort_hold, comfort_window=comfort_window,
-                                    lane_offset_m=lane_offset_m, lane_frames=lane_frames,
-                                    overspeed_scale=overspeed_scale, action_change=action_change)
-        InfractionMonitor(1, **self._monitor_kwargs)  # type: ignore[arg-type]  # validates the arguments now
+        if ttc_hold < 1 or comfort_hold < 1 or lane_frames < 0 or comfort_window < 5 or overspeed_scale <= 0:
+            raise ValueError("need ttc_hold >= 1, comfort_hold >= 1, lane_frames >= 0, comfort_window >= 5 and "
+                             f"overspeed_scale > 0; got {ttc_hold}, {comfort_hold}, {lane_frames}, {comfort_window}, "
+                             f"{overspeed_scale}")
+        if action_change is not None and action_change < 0:
+            raise ValueError(f"action_change must be >= 0 (or None: off), got {action_change}")
+        self.window, self.lane_offset_m, self.lane_frames = int(comfort_window), float(lane_offset_m), int(lane_frames)
+        self.overspeed_scale, self.action_change = float(overspeed_scale), action_change
+        self._holds = np.array([comfort_hold] * len(COMFORT_LIMITS) + [ttc_hold], dtype=np.int64)
+        self._low = np.array([lo for lo, _ in COMFORT_LIMITS.values()])
+        self._high = np.array([hi for _, hi in COMFORT_LIMITS.values()])
+        self._coeffs: dict[float, np.ndarray] = {}
         self.name = label or self.name
+        self._full_ids: np.ndarray | None = None
 
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         super().bind(observation_space, action_space, num_envs)
         dim = int(np.prod(action_space.shape)) if action_space.shape else 1
-        self.progress = RouteProgress(num_envs)
-        self.monitor = InfractionMonitor(num_envs, action_dim=dim, **self._monitor_kwargs)  # type: ignore[arg-type]
+        self.state = CarlState(num_envs, self.window, dim)
         self.reader = InfoReader(self.hint_infractions)
-        self._all_ids = np.arange(num_envs)
-        self._full_ids: np.ndarray | None = None
-        factors = FACTORS if self._monitor_kwargs["action_change"] is not None else FACTORS[:-1]
-        self._keys = (self.name, f"{self.name}/progress", f"{self.name}/hint",
-                      *(f"{self.name}/{k}" for k in factors))
+        self._rows = len(OUT) if self.action_change is not None else len(OUT) - 1
+        self._no_action = np.zeros((0, dim))
+        self._keys = (self.name, *(f"{self.name}/{k}" for k in OUT[1:self._rows]))
+        self._all_ids = np.arange(num_envs, dtype=np.int64)
+        self._full_ids = None
+        st = self.state
+        self._fixed = (self._low, self._high, self._holds, self.lane_offset_m, self.lane_frames, self.overspeed_scale,
+                       -1.0 if self.action_change is None else float(self.action_change), self.hint,
+                       100.0 / self.episode_steps if self.variant == "nuplan" else 0.0, st.best, st.frames, st.until,
+                       st.lane_counter, st.hist, st.prev_action)
 
     def reset(self, obs: Any, env_mask: np.ndarray) -> None:
-        self.progress.reset(env_mask)
-        self.monitor.reset(env_mask)
+        self.state.reset(env_mask)
+
+    def _savgol(self, dt: float) -> np.ndarray:
+        """``(3, window)`` Savitzky-Golay (order 2) weights of the value and its first two derivatives at the
+        newest frame of a history sampled every ``dt`` seconds."""
+        if dt not in self._coeffs:
+            if not (math.isfinite(dt) and dt > 0):
+                raise ValueError(f"CaRL needs a finite info['dt'] > 0 (seconds per step); got {dt}")
+            if len(self._coeffs) >= 64:
+                self._coeffs.clear()
+            w = self.state.hist.shape[2]
+            self._coeffs[dt] = np.stack([savgol_coeffs(w, 2, deriv=k, delta=dt, pos=w - 1, use="dot")
+                                         for k in range(3)])
+        return self._coeffs[dt]
+
+    def _env_ids(self, ids: np.ndarray, n: int) -> np.ndarray:
+        """The batch's env ids as a writable int64 array, checked against the bound envs (once for the protocol's
+        shared read-only ``arange`` of a full batch, for which this reward's own is handed back)."""
+        if ids is self._full_ids:
+            return self._all_ids
+        if len(ids) != n:
+            raise ValueError(f"CaRL got {n} infos for {len(ids)} transitions; pass one info per row")
+        if ids.dtype.kind not in "iu" or (n and (ids.min() < 0 or ids.max() >= self.num_envs)):
+            raise ValueError(f"CaRL is bound to {self.num_envs} envs; the batch's env_ids {ids.tolist()} are not "
+                             f"integers in [0, {self.num_envs})")
+        if n == self.num_envs and not ids.flags.writeable and np.array_equal(ids, self._all_ids):
+            self._full_ids = ids
+            return self._all_ids
+        return np.array(ids, dtype=np.int64)
 
     def __call__(self, batch: TransitionBatch) -> np.ndarray:
         return self.evaluate(batch).total
@@ -435,39 +418,25 @@ class CarlReward(Reward):
         if not batch.infos:
             raise ValueError("CaRL reads the env's step infos (route completion, speed, infractions); the batch has "
                              "none. Use it through RewardVecEnvWrapper/RewardWrapper, not a replay buffer")
-        ids = batch.env_ids
-        env_ids: np.ndarray | slice = ids
-        if ids is self._full_ids or (len(ids) == self.num_envs and np.array_equal(ids, self._all_ids)):
-            self._full_ids, env_ids = ids, slice(None)
         table = self.reader(batch.infos)
-        dt = float(batch.infos[0].get("dt", 0.1))
-        delta = self.progress.delta(table[:, RC], env_ids)
-        out = self.monitor.observe(table, batch.action, env_ids, dt)
-        f, counts = out["factors"], out["counts"]
-        hints = len(self.reader.hint_keys)
-        hinted: np.ndarray = np.zeros(len(table), dtype=bool)
-        if hints == 1:
-            hinted = table[:, TTC + 1] > 0
-        elif hints:
-            hinted = np.logical_or.reduce(table[:, TTC + 1:] > 0, axis=1)
-        hint = np.multiply(hinted, -self.hint)
-        on_route = delta * f[:, 0]
-        if self.variant == "nuplan":
-            unit = 100.0 / self.episode_steps
-            compliant = 5 * (counts[:, 0] == 0) + 4 * (out["overspeed"] <= 0.0) + 2 * (counts[:, 1] == 0)
-            total = (5 * on_route + unit * compliant) / 16 + hint
-        else:
-            total = on_route * np.multiply.reduce(f[:, 1:], axis=1)
-            total += hint
-        terms = dict(zip(self._keys, (total, delta, hint, *f.T), strict=True))
-        return RewardOutput(total, terms)
+        n = len(table)
+        ids = self._env_ids(batch.env_ids, n)
+        action = self._no_action
+        if self._rows == len(OUT):
+            action = np.array(batch.action, dtype=np.float64).reshape(n, -1)
+            if action.shape[1] != self.state.prev_action.shape[1]:
+                raise ValueError(f"CaRL's action-change penalty was bound to {self.state.prev_action.shape[1]} action "
+                                 f"dims; the batch has {action.shape[1]}")
+        out = np.empty((self._rows, n))
+        _carl_step(table, action, ids, self._savgol(float(batch.infos[0].get("dt", 0.1))), *self._fixed, out)
+        return RewardOutput(out[0], dict(zip(self._keys, out, strict=True)))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.progress.best.copy(), "monitor": self.monitor.state_dict()}
+        return {"best": self.state.best.copy(), "monitor": self.state.state_dict()}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
         if set(state) - {"best", "monitor"}:
             raise ValueError(f"CaRL state has unknown entries {sorted(set(state) - {'best', 'monitor'})}")
         if "best" in state:
-            self.progress.best[...] = state["best"]
-        self.monitor.load_state_dict(state.get("monitor", {}))
+            self.state.best[...] = state["best"]
+        self.state.load_state_dict(state.get("monitor", {}))
