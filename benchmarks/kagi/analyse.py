@@ -72,6 +72,9 @@ def main(bench: str, out: str) -> None:
         if a not in by or b not in by:
             continue
         ga, gb = by[a], by[b]
+        if min(len(ga), len(gb)) < 2:
+            lines.append(f"| {a} vs {b} | - (fewer than 2 runs) | - | - |")
+            continue
         cells = []
         for key, sign in (("final_success", 1.0), ("final_progress", 1.0), ("censored_steps", -1.0)):
             x, y = sign * ga[key].to_numpy(), sign * gb[key].to_numpy()
