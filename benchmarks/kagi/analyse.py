@@ -25,8 +25,8 @@ PAIRS = [("kagi_oracle", "sparse_demos"), ("kagi_oracle", "sparse"), ("kagi_nois
          ("kagi_noise_high", "sparse_demos"), ("kagi_oracle_fifth", "sparse_demos_fifth"),
          ("kagi_oracle", "kagi_oracle_fifth"), ("kagi_oracle", "kagi_noise_high"),
          ("push_kagi_oracle", "push_sparse_demos"), ("push_kagi_noise_high", "push_sparse_demos"),
-         ("push_kagi_oracle", "push_kagi_noise_high"), ("kagi_oracle_fifth", "sparse_demos"), ("kagi_oracle_fifth", "sparse"),
-         ("sparse_demos", "sparse")]
+         ("push_kagi_oracle", "push_kagi_noise_high"), ("kagi_oracle_fifth", "sparse_demos"),
+         ("kagi_oracle_fifth", "sparse"), ("sparse_demos", "sparse")]
 
 
 def load(bench: Path) -> pd.DataFrame:

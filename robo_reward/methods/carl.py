@@ -362,7 +362,6 @@ class CarlReward(Reward):
         self._high = np.array([hi for _, hi in COMFORT_LIMITS.values()])
         self._coeffs: dict[float, np.ndarray] = {}
         self.name = label or self.name
-        self._full_ids: np.ndarray | None = None
 
     def bind(self, observation_space: gym.Space, action_space: gym.Space, num_envs: int) -> None:
         super().bind(observation_space, action_space, num_envs)
@@ -373,7 +372,7 @@ class CarlReward(Reward):
         self._no_action = np.zeros((0, dim))
         self._keys = (self.name, *(f"{self.name}/{k}" for k in OUT[1:self._rows]))
         self._all_ids = np.arange(num_envs, dtype=np.int64)
-        self._full_ids = None
+        self._full_ids: np.ndarray | None = None
         st = self.state
         self._fixed = (self._low, self._high, self._holds, self.lane_offset_m, self.lane_frames, self.overspeed_scale,
                        -1.0 if self.action_change is None else float(self.action_change), self.hint,

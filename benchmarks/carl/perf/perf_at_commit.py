@@ -14,25 +14,28 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from types import ModuleType
 
 from robo_reward.cli import main
 
 MODULE = "robo_reward.methods.carl"
 
 
-def load_at(commit: str) -> None:
-    """Import ``robo_reward/methods/carl.py`` as it was at ``commit`` under its package name."""
+def module_at(commit: str, name: str = MODULE) -> ModuleType:
+    """Import ``robo_reward/methods/carl.py`` as it was at ``commit`` under ``name`` (registered in
+    ``sys.modules``, so the package's entry point finds it when ``name`` is :data:`MODULE`)."""
     source = subprocess.run(["git", "show", f"{commit}:robo_reward/methods/carl.py"], check=True,
                             capture_output=True, text=True).stdout
     path = Path(tempfile.mkdtemp()) / "carl.py"
     path.write_text(source)
-    spec = importlib.util.spec_from_file_location(MODULE, path)
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules[MODULE] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
+    return module
 
 
 if __name__ == "__main__":
-    load_at(sys.argv[1])
+    module_at(sys.argv[1])
     raise SystemExit(main(["perf", *sys.argv[2:]]))

@@ -10,13 +10,10 @@ as a share of the raw step. Output on stdout (``benchmarks/carl/perf/profile.md`
 """
 
 import argparse
-import importlib.util
-import subprocess
-import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
+from perf_at_commit import module_at  # this folder (the script's own directory is on sys.path)
 from stable_baselines3.common.env_util import make_vec_env
 
 import robo_reward  # noqa: F401  (registers the envs)
@@ -25,23 +22,12 @@ from robo_reward.perf import _venv
 from robo_reward.protocol import TransitionBatch
 
 
-def module_at(commit: str):
-    source = subprocess.run(["git", "show", f"{commit}:robo_reward/methods/carl.py"], check=True,
-                            capture_output=True, text=True).stdout
-    path = Path(tempfile.mkdtemp()) / "carl_at_commit.py"
-    path.write_text(source)
-    spec = importlib.util.spec_from_file_location("carl_at_commit", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--commit", default="fab13a6")
     parser.add_argument("--n-envs", type=int, nargs="+", default=[8])
     args = parser.parse_args()
-    old = module_at(args.commit).CarlReward
+    old = module_at(args.commit, "carl_at_commit").CarlReward
     print(f"| envs | env step (us) | kernel evaluate (us per env step) | share | {args.commit} evaluate | share | "
           "wrapped numpy reward (us) | wrapped CaRL (us) | CaRL's added share (IQR over rounds) |")
     print("|---|---|---|---|---|---|---|---|---|")
