@@ -2,8 +2,11 @@
 
 Each config is a design. The env's own reward is always one of them: if no config has an empty reward, a
 baseline is derived from the first config with its reward terms removed. Runs go to ``OUT/runs/<design>/seed<k>``;
-finished runs are skipped when the same benchmark is started again, so a killed benchmark resumes. Results
-(``results.csv``, ``summary.csv``, ``summary.md``, ``curves.png``) are rewritten after every finished run.
+finished runs are skipped when the same benchmark is started again, so a killed benchmark resumes. Started again
+with a larger ``budget.total_timesteps``, a benchmark extends its finished runs from their last checkpoints (the
+replay buffer included) instead of training them again; a run that went past the budget asked for is an error, not
+a row of another budget in the table. Results (``results.csv``, ``summary.csv``, ``summary.md``, ``curves.png``)
+are rewritten after every finished run.
 
 The table reports, per design, the final success rate and return as IQM with 95% bootstrap CIs over seeds, the
 env steps to reach the success (or return) threshold, the env steps its mean curve needs to reach the baseline's
@@ -26,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from robo_reward.config import EVAL_COLUMNS, FINAL_KEYS, ExperimentConfig
+from robo_reward.errors import UserError
 from robo_reward.report import plot_bench
 from robo_reward.stats import bootstrap_ci, iqm, mean_curve, probability_of_improvement
 
@@ -56,9 +60,21 @@ def _run_one(cfg_json: str, seed: int, run_dir: str) -> dict[str, Any]:
     cfg = ExperimentConfig.model_validate_json(cfg_json)
     run = TrainingRun(cfg, run_dir, seed=seed, progress=False)
     if run.latest_checkpoint() is not None:
-        return resume(run_dir, progress=False)
+        return resume(run_dir, progress=False, overrides=[f"budget.total_timesteps={cfg.budget.total_timesteps}"])
     run.setup()
     return run.learn()
+
+
+def _extends(design: ExperimentConfig, run_dir: Path, summary: dict[str, Any]) -> bool:
+    """Whether a finished run is to be continued to ``design``'s larger budget; one trained past it is an error.
+
+    A vector env steps ``n_envs`` at a time, so a run ends up to ``n_envs - 1`` steps past its budget.
+    """
+    budget, done = design.budget.total_timesteps, int(summary["timesteps"])
+    if done >= budget + design.env.n_envs:
+        raise UserError(f"{run_dir} finished at {done} env steps but design {design.name!r} asks for {budget}: "
+                         f"pass the budget it was run with (--set budget.total_timesteps={done}) or another --out")
+    return done < budget
 
 
 def bench_plan(designs: Sequence[ExperimentConfig], out: Path,
@@ -84,7 +100,7 @@ def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: in
     todo = []
     for d, seed, run_dir in plan:
         summary = run_dir / "summary.json"
-        if summary.exists():
+        if summary.exists() and not _extends(d, run_dir, json.loads(summary.read_text())):
             done.append(json.loads(summary.read_text()))
         else:
             todo.append((d, seed, run_dir))

@@ -17,6 +17,7 @@ A checkpoint folder is written completely before ``latest`` points at it, so a r
 
 from __future__ import annotations
 
+import copy
 import functools
 import inspect
 import json
@@ -231,7 +232,7 @@ class TrainingRun:
         return VecObservationKey(venv, key)
 
     def _agent_kwargs(self) -> dict[str, Any]:
-        kwargs = dict(self.cfg.agent.kwargs)
+        kwargs = copy.deepcopy(self.cfg.agent.kwargs)  # SB3 writes into policy_kwargs
         relabel = self.cfg.agent.relabel
         if is_off_policy(self.cfg.agent.algo) and self.reward is not None and relabel is not False:
             if not self.reward.can_relabel:

@@ -133,3 +133,34 @@ def test_bench_runs_seed_major_and_skips_undefined_baseline_level(tmp_path) -> N
     assert plan[1][2] == tmp_path / "runs" / "b" / "seed5"
     assert not _defined_level(0.0, "final_success") and _defined_level(0.1, "final_success")
     assert _defined_level(-300.0, "final_return") and not _defined_level(float("nan"), "final_return")
+
+
+def test_bench_with_a_larger_budget_extends_finished_runs_and_refuses_a_smaller_one(tmp_path, capsys) -> None:
+    import pickle
+
+    sac = {"algo": "SAC", "kwargs": {"learning_starts": 32, "batch_size": 32, "buffer_size": 1000,
+                                     "policy_kwargs": {"net_arch": [16]}}}
+    cfg = write_config(tmp_path, agent=sac, budget={"total_timesteps": 128, "checkpoint_every": 128},
+                       eval={"every": 64, "episodes": 1, "metric": "return", "threshold": -1500})
+    out = tmp_path / "bench"
+    args = ["bench", str(cfg), "--seeds", "1", "--jobs", "1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    run = out / "runs" / "pend" / "seed0"
+    first = pd.read_csv(run / "eval.csv")
+    assert first["timestep"].max() == 128
+    # SB3 writes use_sde into the policy_kwargs it is given; the run's config keeps what the user wrote
+    assert yaml.safe_load((run / "config.yaml").read_text())["agent"]["kwargs"]["policy_kwargs"] == {"net_arch": [16]}
+
+    assert main([*args, "--set", "budget.total_timesteps=256"]) == 0
+    results = pd.read_csv(out / "results.csv")
+    assert set(results["timesteps"]) == {256} and len(results) == 2
+    extended = pd.read_csv(run / "eval.csv")
+    assert extended["timestep"].tolist() == [0, 64, 128, 192, 256]
+    pd.testing.assert_frame_equal(extended.iloc[:3], first)  # continued, not trained again
+    with open(run / "checkpoints" / "step_256" / "replay_buffer.pkl", "rb") as f:
+        assert pickle.load(f).pos == 128  # 256 steps over 2 envs: the buffer kept its first 128 steps
+    assert yaml.safe_load((run / "config.yaml").read_text())["budget"]["total_timesteps"] == 256
+
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "finished at 256 env steps" in err and "budget.total_timesteps=256" in err and "Traceback" not in err
