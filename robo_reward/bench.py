@@ -95,15 +95,16 @@ def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: in
     out.mkdir(parents=True, exist_ok=True)
     designs = with_baseline(designs)
     plan = bench_plan(designs, out, seeds)
-    (out / "designs.json").write_text(json.dumps([d.model_dump(mode="json") for d in designs], indent=1))
     done: list[dict[str, Any]] = []
     todo = []
     for d, seed, run_dir in plan:
-        summary = run_dir / "summary.json"
-        if summary.exists() and not _extends(d, run_dir, json.loads(summary.read_text())):
-            done.append(json.loads(summary.read_text()))
+        path = run_dir / "summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else None
+        if summary is not None and not _extends(d, run_dir, summary):
+            done.append(summary)
         else:
             todo.append((d, seed, run_dir))
+    (out / "designs.json").write_text(json.dumps([d.model_dump(mode="json") for d in designs], indent=1))
     summarize(out, designs, done)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn

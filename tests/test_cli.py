@@ -161,6 +161,8 @@ def test_bench_with_a_larger_budget_extends_finished_runs_and_refuses_a_smaller_
         assert pickle.load(f).pos == 128  # 256 steps over 2 envs: the buffer kept its first 128 steps
     assert yaml.safe_load((run / "config.yaml").read_text())["budget"]["total_timesteps"] == 256
 
+    designs = (out / "designs.json").read_text()
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "finished at 256 env steps" in err and "budget.total_timesteps=256" in err and "Traceback" not in err
+    assert (out / "designs.json").read_text() == designs  # a refused call leaves the bench folder as it was
