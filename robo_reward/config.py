@@ -1,7 +1,8 @@
 """Experiment configs: one YAML file per experiment, validated with pydantic.
 
 An unknown key or a bad value is an error that names the key and lists the valid ones. ``--set a.b=value``
-overrides any field from the command line (values parse as YAML: ``--set agent.kwargs.gamma=0.95``).
+overrides any field from the command line (values parse as YAML: ``--set agent.kwargs.gamma=0.95``). A string
+value ``${env.kwargs}`` is the value at that dotted path (:func:`resolve_references`).
 
 Example (``configs/quickstart/reach_shaped.yaml``)::
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
@@ -341,6 +343,65 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
+_REF = re.compile(r"\$\{([^{}]*)\}")
+
+
+def _lookup(data: Any, path: str) -> Any:
+    node = data
+    for key in path.split("."):
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, Mapping) and key in node:
+            node = node[key]
+        else:
+            raise KeyError(key)
+    return node
+
+
+def _dotted(data: Any, prefix: str = "") -> list[str]:
+    if isinstance(data, Mapping):
+        return [p for k, v in data.items() for p in [f"{prefix}{k}", *_dotted(v, f"{prefix}{k}.")]]
+    return []
+
+
+def resolve_references(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """Replace each string value ``${a.b}`` by (a copy of) the value at the dotted path ``a.b`` of ``data``.
+
+    Why: a reward term that needs the env's own settings (KAGI's private scene copy: ``env_id: ${env.id}``,
+    ``env_kwargs: ${env.kwargs}``) names them once, and a variant's or ``--set``'s change of the env reaches the
+    term too instead of leaving a stale copy. Resolved after the ``base:`` chain and the overrides, so a
+    reference always reads the final value; the run folder's ``config.yaml`` holds the resolved values.
+
+    :param data: a config mapping (not modified).
+    :param source: where it came from, for the error messages.
+    """
+    def resolve(value: Any, where: str, chain: tuple[str, ...]) -> Any:
+        if isinstance(value, Mapping):
+            return {k: resolve(v, f"{where}.{k}" if where else str(k), chain) for k, v in value.items()}
+        if isinstance(value, list):
+            return [resolve(v, f"{where}.{i}", chain) for i, v in enumerate(value)]
+        if not isinstance(value, str) or "${" not in value:
+            return value
+        match = _REF.fullmatch(value.strip())
+        if match is None:
+            raise ConfigError(f"{source}: {where} is {value!r}; a reference must be the whole value, like "
+                              "'${env.kwargs}' (write the rest of the string out, or drop the '${')")
+        target = match.group(1).strip()
+        if target in chain:
+            raise ConfigError(f"{source}: {where} refers to ${{{target}}}, which refers back to itself "
+                              f"({' -> '.join((*chain, target))}); give one of them a value")
+        try:
+            found = _lookup(data, target)
+        except KeyError:
+            hint = difflib.get_close_matches(target, _dotted(data), n=1)
+            raise ConfigError(f"{source}: {where} refers to ${{{target}}}, which is not in the config"
+                              + (f" (did you mean ${{{hint[0]}}}?)" if hint else "")
+                              + "; name a dotted path of this config (after its base: chain)") from None
+        return resolve(copy.deepcopy(found), where, (*chain, target))
+
+    return resolve(data, "", ())  # type: ignore[no-any-return]
+
+
 def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[str, Any]:
     """The YAML mapping of ``path`` with its ``base:`` chain resolved (paths relative to the naming file).
 
@@ -377,7 +438,7 @@ def load_config_data(path: str | Path | Mapping[str, Any], overrides: Sequence[s
             raise ConfigError(f"{source}: reward.terms is a mapping {sorted(map(str, terms))}, which patches the "
                               "base's terms by name, but no base: config gives a terms list; name a base with "
                               "those terms or write reward.terms as a list")
-    return apply_overrides(data, overrides), source
+    return resolve_references(apply_overrides(data, overrides), source), source
 
 
 def validate(model: type[M], data: Mapping[str, Any], source: str) -> M:

@@ -107,6 +107,27 @@ def test_a_mapping_patches_the_base_terms_by_name(tmp_path: Path) -> None:
                                                            "reward": {"terms": {"rnd": {"lr": 1.0}}}}))
 
 
+def test_references_read_the_final_value_and_bad_ones_are_named(tmp_path: Path) -> None:
+    term = {"name": "goal_distance", "delta": "${env.kwargs.delta}"}
+    parent = _write(tmp_path, "parent.yaml", {"env": {"id": "CartPole-v1", "kwargs": {"delta": [0, 1]}},
+                                              "agent": {"kwargs": {"policy_kwargs": "${env.kwargs}"}},
+                                              "reward": {"terms": [term]}})
+    child = _write(tmp_path, "child.yaml", {"base": "parent.yaml", "env": {"kwargs": {"delta": [2]}}})
+    data = load_config(child, ["env.kwargs.extra=3"]).model_dump()
+    assert data["reward"]["terms"][0]["delta"] == [2]
+    assert data["agent"]["kwargs"]["policy_kwargs"] == {"delta": [2], "extra": 3}
+    data["agent"]["kwargs"]["policy_kwargs"]["delta"].append(9)
+    assert load_config(parent).model_dump()["env"]["kwargs"] == {"delta": [0, 1]}
+    assert load_config(parent, ["seed=${seeds.1}", "seeds=[4, 5]"]).seed == 5
+    with pytest.raises(ConfigError, match=r"reward.terms.0.delta refers to \$\{env.kwargs.delt\}.*did you mean "
+                                          r"\$\{env.kwargs.delta\}"):
+        load_config(parent, ["reward.terms.0.delta=${env.kwargs.delt}"])
+    with pytest.raises(ConfigError, match=r"refers back to itself \(env.kwargs -> env.kwargs\)"):
+        load_config(parent, ["env.kwargs.self=${env.kwargs}"])
+    with pytest.raises(ConfigError, match=r"env.id is 'x\$\{name\}'; a reference must be the whole value"):
+        load_config(parent, ["env.id=x${name}"])
+
+
 def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
     loop = _write(tmp_path, "loop.yaml", {"base": "loop.yaml"})
     with pytest.raises(ConfigError, match="inherits from itself"):
