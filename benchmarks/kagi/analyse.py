@@ -5,6 +5,11 @@ Reads only what the bench wrote (each run's ``summary.json`` and ``eval.csv``); 
 
     python benchmarks/kagi/analyse.py runs/kagi/bench_pickplace benchmarks/kagi/pickplace
     python benchmarks/kagi/analyse.py runs/kagi/bench_a,runs/kagi/bench_b benchmarks/kagi/both   # several folders
+    python benchmarks/kagi/analyse.py benchmarks/kagi/push_20k/results.csv@2000,runs/kagi/bench_c out
+
+A source ``results.csv@EVERY`` is a bench table committed earlier, for when its run folders are gone: it gives each
+run's final success, final progress and first step at 50% success (the runner's ``steps_to_threshold``, the same
+definition), but not its best evaluation; ``EVERY`` is that bench's ``eval.every``, for the censored steps.
 
 Steps to first 50% success: the first evaluation at which the greedy policy's success rate is >= 0.5; a run that
 never gets there counts as ``budget + eval.every`` (censored) in the test and is shown as "not reached".
@@ -26,7 +31,10 @@ PAIRS = [("kagi_oracle", "sparse_demos"), ("kagi_oracle", "sparse"), ("kagi_nois
          ("kagi_oracle", "kagi_oracle_fifth"), ("kagi_oracle", "kagi_noise_high"),
          ("push_kagi_oracle", "push_sparse_demos"), ("push_kagi_noise_high", "push_sparse_demos"),
          ("push_kagi_oracle", "push_kagi_noise_high"), ("kagi_oracle_fifth", "sparse_demos"),
-         ("kagi_oracle_fifth", "sparse"), ("sparse_demos", "sparse")]
+         ("kagi_oracle_fifth", "sparse"), ("sparse_demos", "sparse"), ("kagi_oracle", "kagi_noise_low"),
+         ("kagi_noise_low", "kagi_noise_high"), ("push_kagi_oracle", "push_sparse"),
+         ("push_kagi_noise_low", "push_sparse_demos"), ("push_kagi_oracle", "push_kagi_noise_low"),
+         ("push_sparse_demos", "push_sparse")]
 
 
 def load(bench: Path) -> pd.DataFrame:
@@ -47,16 +55,34 @@ def load(bench: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def load_table(source: str) -> pd.DataFrame:
+    """Read a committed bench ``results.csv`` given as ``path@eval_every``."""
+    path, _, every = source.partition("@")
+    if not every:
+        raise SystemExit(f"{source}: a results.csv source needs its bench's eval.every, as {path}@2000")
+    table = pd.read_csv(path)
+    if not (table["metric"] == "success_rate").all() or not (table["threshold"] == 0.5).all():
+        raise SystemExit(f"{path}: steps_to_threshold is not the first step at 50% success in every row")
+    steps = table["steps_to_threshold"].astype(float)
+    return pd.DataFrame({"design": table["name"], "seed": table["seed"], "budget": table["timesteps"],
+                         "final_success": table["final_success"].fillna(0.0), "best_success": np.nan,
+                         "final_progress": table["final_progress"].fillna(0.0), "steps_to_50": steps,
+                         "censored_steps": steps.fillna(table["timesteps"] + float(every))})
+
+
 def _fmt(x: np.ndarray) -> str:
+    if np.isnan(x).any():
+        return "-"
     lo, hi = bootstrap_ci(x)
     return f"{iqm(x):.2f} [{lo:.2f}, {hi:.2f}]"
 
 
 def main(bench: str, out: str) -> None:
-    runs = pd.concat([load(Path(b)) for b in bench.split(",")], ignore_index=True)
+    runs = pd.concat([load_table(b) if ".csv" in b else load(Path(b)) for b in bench.split(",")],
+                     ignore_index=True)
     lines = ["# KAGI benchmark analysis", "", f"From `{bench}` ({len(runs)} finished runs). IQM [95% bootstrap CI] "
-             "over seeds; exact one-sided permutation tests (first design better; with 3 vs 3 "
-             "runs the smallest attainable p is 1/20 = 0.05).", "",
+             "over seeds; exact one-sided permutation tests (first design better; the smallest attainable p "
+             "is 1/C(n_a+n_b, n_a): 0.05 for 3 vs 3 runs, 0.004 for 5 vs 5).", "",
              "| design | seeds | budget | final success | best eval success | final progress | runs reaching 50% | "
              "steps to first 50% (reached runs) |", "|---|---|---|---|---|---|---|---|"]
     for name, g in runs.groupby("design", sort=False):
