@@ -348,8 +348,8 @@ _REF = re.compile(r"\$\{([^{}]*)\}")
 
 def _lookup(data: Any, path: str) -> Any:
     node = data
-    for key in path.split("."):
-        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+    for key in (k.strip() for k in path.split(".")):
+        if isinstance(node, list) and key.isascii() and key.isdigit() and int(key) < len(node):
             node = node[int(key)]
         elif isinstance(node, Mapping) and key in node:
             node = node[key]
@@ -367,10 +367,13 @@ def _dotted(data: Any, prefix: str = "") -> list[str]:
 def resolve_references(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
     """Replace each string value ``${a.b}`` by (a copy of) the value at the dotted path ``a.b`` of ``data``.
 
+    ``$${`` writes a literal ``${`` (a shell line or a regex in a free-text field).
+
     Why: a reward term that needs the env's own settings (KAGI's private scene copy: ``env_id: ${env.id}``,
     ``env_kwargs: ${env.kwargs}``) names them once, and a variant's or ``--set``'s change of the env reaches the
     term too instead of leaving a stale copy. Resolved after the ``base:`` chain and the overrides, so a
-    reference always reads the final value; the run folder's ``config.yaml`` holds the resolved values.
+    reference always reads the final value. The run folder's ``config.yaml`` holds the resolved values, so a
+    ``--set`` on a run folder (resume, eval, audit) changes only the field it names.
 
     :param data: a config mapping (not modified).
     :param source: where it came from, for the error messages.
@@ -382,10 +385,12 @@ def resolve_references(data: dict[str, Any], source: str = "<config>") -> dict[s
             return [resolve(v, f"{where}.{i}", chain) for i, v in enumerate(value)]
         if not isinstance(value, str) or "${" not in value:
             return value
+        if "${" not in value.replace("$${", ""):
+            return value.replace("$${", "${")
         match = _REF.fullmatch(value.strip())
         if match is None:
             raise ConfigError(f"{source}: {where} is {value!r}; a reference must be the whole value, like "
-                              "'${env.kwargs}' (write the rest of the string out, or drop the '${')")
+                              "'${env.kwargs}'; write $${ for a literal ${")
         target = match.group(1).strip()
         if target in chain:
             raise ConfigError(f"{source}: {where} refers to ${{{target}}}, which refers back to itself "
@@ -393,10 +398,11 @@ def resolve_references(data: dict[str, Any], source: str = "<config>") -> dict[s
         try:
             found = _lookup(data, target)
         except KeyError:
-            hint = difflib.get_close_matches(target, _dotted(data), n=1)
+            hint = [h for h in difflib.get_close_matches(target, _dotted(data), n=2) if h != target][:1]
             raise ConfigError(f"{source}: {where} refers to ${{{target}}}, which is not in the config"
                               + (f" (did you mean ${{{hint[0]}}}?)" if hint else "")
-                              + "; name a dotted path of this config (after its base: chain)") from None
+                              + "; name a dotted path that the YAML (with its base: chain) writes out: a schema "
+                              "default it leaves unwritten cannot be referenced") from None
         return resolve(copy.deepcopy(found), where, (*chain, target))
 
     return resolve(data, "", ())  # type: ignore[no-any-return]

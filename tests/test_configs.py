@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import gymnasium as gym
@@ -9,7 +10,14 @@ import pytest
 import yaml
 
 import robo_reward  # noqa: F401  (registers the package's envs)
-from robo_reward.config import ConfigError, ExperimentConfig, load_any, load_config, read_config_data
+from robo_reward.config import (
+    ConfigError,
+    ExperimentConfig,
+    load_any,
+    load_config,
+    read_config_data,
+    resolve_references,
+)
 from robo_reward.runner import build_design
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +134,18 @@ def test_references_read_the_final_value_and_bad_ones_are_named(tmp_path: Path) 
         load_config(parent, ["env.kwargs.self=${env.kwargs}"])
     with pytest.raises(ConfigError, match=r"env.id is 'x\$\{name\}'; a reference must be the whole value"):
         load_config(parent, ["env.id=x${name}"])
+
+
+def test_references_copy_nest_and_escape() -> None:
+    data = {"env": {"kwargs": {"box": [1, 2]}}, "a": "${env.kwargs}", "b": ["${a}", {"c": "${env.kwargs.box.1}"}],
+            "cmd": "echo $${HOME}"}
+    before = copy.deepcopy(data)
+    out = resolve_references(data)
+    assert out["a"] == {"box": [1, 2]} and out["b"] == [{"box": [1, 2]}, {"c": 2}] and out["cmd"] == "echo ${HOME}"
+    assert data == before
+    assert out["a"]["box"] is not out["env"]["kwargs"]["box"] and out["b"][0]["box"] is not out["a"]["box"]
+    with pytest.raises(ConfigError, match=r"refers back to itself \(b -> a -> b\)"):
+        resolve_references({"a": {"x": "${b}"}, "b": {"y": "${a}"}})
 
 
 def test_loader_errors_name_the_problem(tmp_path: Path) -> None:
