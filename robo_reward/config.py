@@ -365,7 +365,9 @@ def _dotted(data: Any, prefix: str = "") -> list[str]:
 
 
 def resolve_references(data: dict[str, Any], source: str = "<config>") -> dict[str, Any]:
-    """Replace each string value ``${a.b}`` by (a copy of) the value at the dotted path ``a.b`` of ``data``.
+    """Replace each string value ``${a.b}`` by the value at the dotted path ``a.b`` of ``data``.
+
+    The result is built anew (every mapping and list), so no two places share an object and ``data`` is untouched.
 
     ``$${`` writes a literal ``${`` (a shell line or a regex in a free-text field).
 
@@ -403,7 +405,7 @@ def resolve_references(data: dict[str, Any], source: str = "<config>") -> dict[s
                               + (f" (did you mean ${{{hint[0]}}}?)" if hint else "")
                               + "; name a dotted path that the YAML (with its base: chain) writes out: a schema "
                               "default it leaves unwritten cannot be referenced") from None
-        return resolve(copy.deepcopy(found), where, (*chain, target))
+        return resolve(found, where, (*chain, target))
 
     return resolve(data, "", ())  # type: ignore[no-any-return]
 
