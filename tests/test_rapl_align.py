@@ -11,6 +11,8 @@ encoder's OT reward.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -28,6 +30,7 @@ from robo_reward.methods.rapl.align import (
 from robo_reward.methods.rapl.data import collect_rollouts, expert_demo
 from robo_reward.methods.rapl.encoder import FrameEncoder
 from robo_reward.methods.rapl.pipeline import ot_returns
+from robo_reward.methods.rapl.pretrain import pretrain_autoencoder
 from robo_reward.preferences import PreferenceOracle, triplet_arrays
 
 ENV = "robo_reward/Push2D-v0"
@@ -65,7 +68,10 @@ def test_training_lowers_the_loss_on_a_fixed_batch(data: dict) -> None:
 
 
 def test_aligned_encoder_beats_the_unaligned_one_on_held_out_rollouts(data: dict) -> None:
-    unaligned, aligned = _encoder(), _encoder()
+    """Both start from the autoencoder-pretrained encoder, as in ``robo-reward rapl`` (pretrain.kind)."""
+    unaligned = _encoder()
+    pretrain_autoencoder(unaligned, data["train"]["frames"], steps=300, batch=32, seed=0)
+    aligned = copy.deepcopy(unaligned)
     losses = align_encoder(aligned, data["train"]["frames"], data["triplets"], data["equal"],
                            AlignConfig(steps=200, batch=8, lr=1e-3, eps=0.1), seed=0)
     assert np.mean(losses[-20:]) < np.mean(losses[:20])

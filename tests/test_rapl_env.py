@@ -92,6 +92,18 @@ def test_in_zone_and_success_flags() -> None:
     assert in_box(np.array([[0.5, 0.5], [0.9, 0.1]]), *ZONE).tolist() == [True, False]
 
 
+@pytest.mark.parametrize("embodiment", ["disc", "square"])
+@pytest.mark.parametrize("n_blocks", [1, 2])
+def test_a_still_policy_never_touches_the_zone(embodiment: str, n_blocks: int) -> None:
+    """Every start lies outside the zone's collision margin, so zone time measures what the policy does."""
+    env = Push2DEnv(embodiment=embodiment, n_blocks=n_blocks)
+    for seed in range(300):
+        env.reset(seed=seed)
+        assert not env.in_zone(), (seed, env.agent, env.blocks)
+        _, _, _, _, info = env.step(np.zeros(2))
+        assert info["zone_time"] == 0.0
+
+
 def test_bad_arguments_are_named() -> None:
     with pytest.raises(ValueError, match="obs_mode"):
         Push2DEnv(obs_mode="rgb")

@@ -88,12 +88,15 @@ def test_wrong_inputs_are_named(models: dict, tmp_path: Path) -> None:
         OTReward(str(tmp_path / "missing.pt"))
 
 
-def test_train_with_episodic_ppo_and_the_ot_reward(models: dict, tmp_path: Path) -> None:
+@pytest.mark.parametrize("algo", ["EpisodicSAC", "EpisodicPPO"])
+def test_train_with_an_episodic_agent_and_the_ot_reward(models: dict, tmp_path: Path, algo: str) -> None:
     run = tmp_path / "run"
+    kwargs = ("{learning_starts: 100, batch_size: 32, policy_kwargs: {net_arch: [16]}}" if algo == "EpisodicSAC"
+              else "{n_steps: 50, batch_size: 50, n_epochs: 1, policy_kwargs: {net_arch: [16]}}")
     code = main(["train", str(ROOT / "configs/rapl/rl_rapl.yaml"), "--run-dir", str(run), "--no-progress",
                  "--set", f"reward.terms.0.checkpoint={models['ot']}", "--set", "budget.total_timesteps=400",
-                 "--set", "agent.kwargs.n_steps=50", "--set", "agent.kwargs.batch_size=50",
-                 "--set", "agent.kwargs.n_epochs=1", "--set", "eval.episodes=2", "--set", "env.n_envs=2"])
+                 "--set", f"agent.algo={algo}", "--set", f"agent.kwargs={kwargs}", "--set", "eval.episodes=2",
+                 "--set", "env.n_envs=2"])
     assert code == 0
     episodes = pd.read_csv(run / "episodes.csv")
     assert len(episodes) == 8 and (episodes["reward/rapl_ot_episode"] < 0).all()
@@ -106,7 +109,7 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
     code = main(["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
                  "--set", "budgets=[6]", "--set", "rollouts.train=12", "--set", "rollouts.heldout=8",
                  "--set", "rollouts.transfer=6", "--set", "rollouts.eval_triplets=10", "--set", "align.steps=3",
-                 "--set", "rlhf.steps=3", "--set", "eval_iters=20"])
+                 "--set", "rlhf.steps=3", "--set", "eval_iters=20", "--set", "pretrain.steps=5"])
     assert code == 0
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"rapl", "rlhf", "unaligned", "task_reward"}

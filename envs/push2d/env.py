@@ -13,7 +13,8 @@ episode's running ``task_return``, ``preference_return`` (task reward minus ``zo
 ``zone_time`` (fraction of steps in the zone) and ``zone_entry`` (1 once the zone was entered), so the final
 step's info holds the per-episode metrics ``eval.info_metrics`` reads.
 
-Each episode shifts the floor colour at random (``floor_jitter``): a nuisance that dominates an unaligned
+Agent and blocks start outside the zone's collision margin, so a policy that stands still spends no time
+in the zone. Each episode shifts the floor colour at random (``floor_jitter``): a nuisance that dominates an unaligned
 encoder's features, as the robot's own appearance does in the paper, and that the preference ignores.
 
 Embodiments: ``disc`` (radius 0.06) and ``square`` (half-size 0.085, drawn as a square and colliding as a disc of
@@ -144,7 +145,7 @@ class Push2DEnv(gym.Env[Any, np.ndarray]):
             self._floor = np.array(COLOURS["floor"]) + rng.uniform(-self.floor_jitter, self.floor_jitter, 3)
             self._background = self._draw_static()
         self.agent = np.array([0.14, 0.14]) + rng.uniform(-0.05, 0.05, 2)
-        starts = np.array([[0.32, 0.32], [0.22, 0.45]])[: self.n_blocks]
+        starts = np.array([[0.26, 0.26], [0.2, 0.42]])[: self.n_blocks]
         self.blocks = starts + rng.uniform(-0.04, 0.04, (self.n_blocks, 2))
         self._d0 = self._goal_distance()
         self._steps = self._zone_steps = 0

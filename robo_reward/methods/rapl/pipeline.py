@@ -3,7 +3,8 @@ hidden preference (RAPL, Tian et al., ICLR 2024, Table "Spearman(GT, reward)").
 
 For every seed it collects a training pool and held-out rollouts of Push2D (and held-out rollouts of the second
 embodiment), draws ``budget`` oracle triplets from the pool (or reads human triplets from ``preferences``), and
-builds three rewards from the same encoder initialisation:
+builds three rewards from the same encoder initialisation (seeded random, or with ``pretrain.kind: autoencoder``
+the encoder of an autoencoder trained on the pool's unlabelled frames, :mod:`.pretrain`):
 
 * ``rapl``: the encoder aligned with the OT triplet loss; reward = -D(rollout, expert demo);
 * ``rlhf``: an MLP per-frame reward on the encoder, trained with Bradley-Terry on the triplets' pairs;
@@ -32,6 +33,7 @@ from scipy import stats
 from robo_reward.methods.rapl.align import AlignConfig, align_encoder, embedding_spread, triplet_accuracy
 from robo_reward.methods.rapl.data import collect_rollouts, expert_demo, load_rollouts, save_rollouts
 from robo_reward.methods.rapl.encoder import build_encoder, embed
+from robo_reward.methods.rapl.pretrain import pretrain_autoencoder
 from robo_reward.methods.rapl.reward import save_reward_model
 from robo_reward.methods.rapl.rlhf import RLHFReward, train_rlhf
 from robo_reward.methods.rapl.sinkhorn import ot_distance
@@ -74,6 +76,15 @@ class AlignSettings(_Strict):
     iters: int = Field(50, ge=1)
 
 
+class PretrainConfig(_Strict):
+    """Self-supervised pretraining of the encoder on the pool's frames before anything is aligned."""
+
+    kind: Literal["none", "autoencoder"] = "none"
+    steps: int = Field(1500, ge=1)
+    batch: int = Field(64, ge=1)
+    lr: float = Field(1e-3, gt=0)
+
+
 class RAPLPipelineConfig(_Strict):
     """``kind: rapl_pipeline``: what ``robo-reward rapl`` collects, trains and measures."""
 
@@ -86,6 +97,7 @@ class RAPLPipelineConfig(_Strict):
     tie_eps: float = Field(0.0, ge=0)
     rollouts: RolloutsConfig = Field(default_factory=RolloutsConfig)  # type: ignore[arg-type]
     encoder: dict[str, Any] = Field(default_factory=lambda: {"kind": "cnn", "embed_dim": 32, "normalize": "none"})
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)  # type: ignore[arg-type]
     align: AlignSettings = Field(default_factory=AlignSettings)  # type: ignore[arg-type]
     rlhf: RLHFConfig = Field(default_factory=RLHFConfig)  # type: ignore[arg-type]
     eval_iters: int = Field(100, ge=1)  # Sinkhorn iterations of the reward on held-out rollouts
@@ -142,6 +154,23 @@ class _Seed:
         self.spread_frames = self.heldout_sub[:20].reshape(-1, *self.heldout_sub.shape[2:])
         self.eval_triplets = _heldout_triplets(self.heldout["preference_return"], r.eval_triplets, 30_000 + seed,
                                                cfg.tie_eps)
+        self.cfg, self.seed = cfg, seed
+        self.pretrained: dict[str, torch.Tensor] | None = None
+        self.pretrain_loss = float("nan")
+        p = cfg.pretrain
+        if p.kind == "autoencoder":
+            encoder = build_encoder(cfg.encoder, seed=seed)
+            losses = pretrain_autoencoder(encoder, self.pool["frames"], steps=p.steps, batch=p.batch, lr=p.lr,
+                                          seed=seed)
+            self.pretrained = {k: v.clone() for k, v in encoder.state_dict().items()}
+            self.pretrain_loss = float(np.mean(losses[-10:]))
+
+    def initial_encoder(self) -> torch.nn.Module:
+        """A fresh copy of the encoder every method starts from (seeded; pretrained if the config asks)."""
+        encoder = build_encoder(self.cfg.encoder, seed=self.seed)
+        if self.pretrained is not None:
+            encoder.load_state_dict(self.pretrained)
+        return encoder.eval()
 
 
 def _triplets(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -180,14 +209,15 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
         return lambda d: ot_returns(encoder, d["frames"], data.expert, eps, iters)
 
     rows = []
-    unaligned = build_encoder(cfg.encoder, seed=seed).eval()
+    unaligned = data.initial_encoder()
     acc = float(triplet_accuracy(unaligned, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
     rows.append({**_measure(cfg, data, "unaligned", ot(unaligned), acc),
-                 "embedding_spread": embedding_spread(unaligned, data.spread_frames)})
+                 "embedding_spread": embedding_spread(unaligned, data.spread_frames),
+                 "pretrain_loss": data.pretrain_loss})
     save_reward_model(models / f"unaligned_{budget}.pt", kind="ot", encoder=unaligned, expert_frames=data.expert,
                       eps=eps, iters=iters, meta={"seed": seed})
 
-    encoder = build_encoder(cfg.encoder, seed=seed)
+    encoder = data.initial_encoder()
     losses = align_encoder(encoder, data.pool["frames"], triplets, equal,
                            AlignConfig(a.steps, a.batch, a.lr, a.loss, a.eps, a.iters), seed=seed)
     acc = float(triplet_accuracy(encoder, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
@@ -198,7 +228,7 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
                       eps=eps, iters=iters, meta={"seed": seed, "budget": budget})
 
     embed_dim = int(cfg.encoder.get("embed_dim", 32))
-    rlhf = RLHFReward(build_encoder(cfg.encoder, seed=seed), embed_dim, cfg.rlhf.hidden)
+    rlhf = RLHFReward(data.initial_encoder(), embed_dim, cfg.rlhf.hidden)
     h = cfg.rlhf
     train_rlhf(rlhf, data.pool["frames"], triplets, equal, steps=h.steps, batch=h.batch, lr=h.lr,
                finetune_encoder=h.finetune_encoder, seed=seed)
