@@ -18,4 +18,4 @@ done
 .venv/bin/robo-reward bench configs/rapl/rl_task.yaml configs/rapl/rl_gt.yaml configs/rapl/rl_rapl.yaml \
   configs/rapl/rl_rlhf.yaml configs/rapl/rl_unaligned.yaml --seeds 3 --jobs 2 --out runs/rapl/rl_sac --no-progress
 mkdir -p benchmarks/rapl/rl_sac
-cp runs/rapl/rl_sac/{summary.md,summary.csv,results.csv,curves.png} benchmarks/rapl/rl_sac/
+cp runs/rapl/rl_sac/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/rl_sac/
