@@ -15,6 +15,7 @@ from robo_reward.cli import main
 from robo_reward.methods.rapl.align import embedding_spread
 from robo_reward.methods.rapl.data import collect_rollouts
 from robo_reward.methods.rapl.encoder import ClipEncoder, FrameEncoder
+from robo_reward.methods.rapl.pipeline import RAPLPipelineConfig
 from robo_reward.methods.rapl.pretrain import FrameDecoder, pretrain_autoencoder
 from robo_reward.methods.rapl.reward import load_reward_model
 
@@ -51,6 +52,9 @@ def test_pretraining_is_seeded(frames: np.ndarray) -> None:
     pretrain_autoencoder(b, frames, steps=5, seed=1)
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.equal(x, y), name
+    c = _encoder()
+    pretrain_autoencoder(c, frames, steps=5, seed=2)
+    assert not torch.equal(a.head.weight, c.head.weight)
 
 
 def test_bad_inputs_are_named(frames: np.ndarray) -> None:
@@ -59,6 +63,11 @@ def test_bad_inputs_are_named(frames: np.ndarray) -> None:
         pretrain_autoencoder(clip, frames)
     with pytest.raises(ValueError, match="no frames"):
         pretrain_autoencoder(_encoder(), frames[:0])
+    with pytest.raises(ValueError, match="multiple of 16"):
+        FrameDecoder(FrameEncoder(image_size=66))
+    with pytest.raises(ValueError, match=r"pretrain\.kind=none"):
+        RAPLPipelineConfig(encoder={"kind": "clip", "arch": "ViT-B-32", "checkpoint": "x.pt"},
+                           pretrain={"kind": "autoencoder"})
 
 
 def test_every_method_starts_from_the_pretrained_encoder(tmp_path: Path) -> None:
@@ -83,3 +92,17 @@ def test_every_method_starts_from_the_pretrained_encoder(tmp_path: Path) -> None
     assert results.loc["unaligned", "pretrain_loss"] > 0
     assert np.isnan(pd.read_csv(tmp_path / "random" / "results.csv").set_index("method").loc["unaligned",
                                                                                                "pretrain_loss"])
+
+
+def test_a_folder_measured_with_other_settings_is_not_extended(tmp_path: Path) -> None:
+    common = ["--seeds", "1", "--out", str(tmp_path / "run"), "--set", "budgets=[6]", "--set", "rollouts.train=12",
+              "--set", "rollouts.heldout=8", "--set", "rollouts.transfer=0", "--set", "rollouts.eval_triplets=10",
+              "--set", "align.steps=1", "--set", "rlhf.steps=1", "--set", "eval_iters=20", "--set", "pretrain.kind=none"]
+    config = str(ROOT / "configs/rapl/pipeline.yaml")
+    assert main(["rapl", config, *common]) == 0
+    rows = len(pd.read_csv(tmp_path / "run" / "results.csv"))
+    assert main(["rapl", config, *common, "--set", "pretrain.kind=autoencoder", "--set", "seeds=[0, 1]",
+                 "--seeds", "2"]) == 2
+    assert len(pd.read_csv(tmp_path / "run" / "results.csv")) == rows
+    assert main(["rapl", config, *common, "--set", "budgets=[6, 7]"]) == 0
+    assert len(pd.read_csv(tmp_path / "run" / "results.csv")) == 2 * rows

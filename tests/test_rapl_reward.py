@@ -106,10 +106,11 @@ def test_train_with_an_episodic_agent_and_the_ot_reward(models: dict, tmp_path: 
 
 def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
     out = tmp_path / "rapl"
-    code = main(["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
-                 "--set", "budgets=[6]", "--set", "rollouts.train=12", "--set", "rollouts.heldout=8",
-                 "--set", "rollouts.transfer=6", "--set", "rollouts.eval_triplets=10", "--set", "align.steps=3",
-                 "--set", "rlhf.steps=3", "--set", "eval_iters=20", "--set", "pretrain.steps=5"])
+    args = ["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
+            "--set", "budgets=[6]", "--set", "rollouts.train=12", "--set", "rollouts.heldout=8",
+            "--set", "rollouts.transfer=6", "--set", "rollouts.eval_triplets=10", "--set", "align.steps=3",
+            "--set", "rlhf.steps=3", "--set", "eval_iters=20", "--set", "pretrain.steps=5"]
+    code = main(args)
     assert code == 0
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"rapl", "rlhf", "unaligned", "task_reward"}
@@ -120,6 +121,5 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
     for method in ("rapl", "rlhf", "unaligned"):
         assert (out / "models" / "seed0" / f"{method}_6.pt").is_file()
     assert (out / "rollouts_seed0.npz").is_file() and "| rapl | 6 | 1 |" in (out / "summary.md").read_text()
-    again = main(["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
-                  "--set", "budgets=[6]"])
+    again = main(args)
     assert again == 0 and len(pd.read_csv(out / "results.csv")) == len(results)

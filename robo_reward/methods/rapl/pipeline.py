@@ -27,7 +27,7 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
 from robo_reward.methods.rapl.align import AlignConfig, align_encoder, embedding_spread, triplet_accuracy
@@ -105,6 +105,34 @@ class RAPLPipelineConfig(_Strict):
     dataset: str | None = None  # the rollout dataset `preferences` indexes
     torch_threads: int = Field(1, ge=1)
     output_dir: str = "runs/rapl"
+
+    @model_validator(mode="after")
+    def _pretrain_needs_the_cnn(self) -> RAPLPipelineConfig:
+        if self.pretrain.kind == "autoencoder" and self.encoder.get("kind", "cnn") != "cnn":
+            raise ValueError(f"pretrain.kind=autoencoder trains the small CNN encoder, but encoder.kind is "
+                             f"{self.encoder.get('kind')!r}; set pretrain.kind=none (a clip backbone is pretrained "
+                             f"already)")
+        return self
+
+
+# Fields that change what a finished cell measured: a resumed folder must have been run with the same ones.
+RESULT_FIELDS = ("env_id", "transfer_env_id", "tie_eps", "rollouts", "encoder", "pretrain", "align", "rlhf",
+                 "eval_iters", "preferences", "dataset")
+
+
+def _check_resume(cfg: RAPLPipelineConfig, out: Path) -> None:
+    """Refuse to add cells to a folder whose finished cells were measured with other settings."""
+    stored_path = out / "config.json"
+    if not (out / "results.csv").exists() or not stored_path.exists():
+        return
+    stored = json.loads(stored_path.read_text())
+    now = cfg.model_dump(mode="json")
+    changed = [k for k in RESULT_FIELDS if stored.get(k, now[k]) != now[k]]
+    if changed:
+        from robo_reward.errors import UserError
+
+        raise UserError(f"{out} holds results measured with other settings ({', '.join(changed)} differ from its "
+                        f"config.json); give a new --out, or delete the folder to start over")
 
 
 METHODS = ("rapl", "rlhf", "unaligned", "task_reward")
@@ -273,10 +301,14 @@ def _markdown(summary: pd.DataFrame) -> str:
 
 
 def run_pipeline(cfg: RAPLPipelineConfig, out: str | Path, *, seeds: list[int] | None = None) -> pd.DataFrame:
-    """Run every (seed, budget) not yet in ``out/results.csv``; rewrite the tables after each one."""
+    """Run every (seed, budget) not yet in ``out/results.csv``; rewrite the tables after each one.
+
+    A folder whose results were measured with other settings (:data:`RESULT_FIELDS`) is refused, not extended.
+    """
     torch.set_num_threads(cfg.torch_threads)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    _check_resume(cfg, out)
     (out / "config.json").write_text(json.dumps(cfg.model_dump(mode="json"), indent=2))
     path = out / "results.csv"
     results = pd.read_csv(path) if path.exists() else pd.DataFrame()

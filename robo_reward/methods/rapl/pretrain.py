@@ -32,6 +32,9 @@ class FrameDecoder(nn.Module):
 
     def __init__(self, encoder: FrameEncoder) -> None:
         super().__init__()
+        if encoder.image_size % 16:
+            raise ValueError(f"the autoencoder's decoder mirrors the encoder's /16 downsampling, so image_size must "
+                             f"be a multiple of 16, got {encoder.image_size}; use 64 (or 48, 80, ...)")
         c1, c2, c3 = (int(encoder.conv[i].out_channels) for i in (0, 2, 4))  # type: ignore[arg-type, union-attr]
         self.side = encoder.image_size // 16
         self.c3 = c3
