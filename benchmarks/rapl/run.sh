@@ -19,3 +19,8 @@ done
   configs/rapl/rl_rlhf.yaml configs/rapl/rl_unaligned.yaml --seeds 3 --jobs 2 --out runs/rapl/rl_sac --no-progress
 mkdir -p benchmarks/rapl/rl_sac
 cp runs/rapl/rl_sac/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/rl_sac/
+# task reward + learned term (task_reward runs copied from rl_sac, each with a COPIED file, so the bench skips them)
+.venv/bin/robo-reward bench configs/rapl/rl_task.yaml configs/rapl/rl_task_plus_rapl.yaml \
+  configs/rapl/rl_task_plus_rlhf.yaml --seeds 3 --jobs 2 --out runs/rapl/rl_sac_plus --no-progress
+mkdir -p benchmarks/rapl/rl_sac_plus
+cp runs/rapl/rl_sac_plus/{summary.md,summary.csv,results.csv,curves.png} benchmarks/rapl/rl_sac_plus/
