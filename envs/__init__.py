@@ -14,6 +14,9 @@ id                            task                                        max_ep
 MiniGrid exploration tasks with a noisy TV (``robo_reward/NoisyTVOnDemand-v0``, ``NoisyTVCell-v0``,
 ``NoisyTVControl-v0``) for curiosity research: see :mod:`robo_reward.envs.noisy_tv`.
 
+MiniGrid DoorKey tasks that print messages, ONI's small-scale build (``robo_reward/TextDoorKey-v0``,
+``TextDoorKeyVariants-v0``): see :mod:`robo_reward.envs.textgrid`.
+
 NetHack tasks that expose message text for ONI (``robo_reward/NetHackScore-v0``, ``NetHackStaircase-v0``,
 ``NetHackOracle-v0``, ``NetHackStaircaseLvl3-v0``, ``NetHackStaircaseLvl4-v0``): see :mod:`robo_reward.envs.nethack`.
 
@@ -55,6 +58,7 @@ def register_envs() -> None:
     from robo_reward.envs.nethack import register as register_nethack
     from robo_reward.envs.noisy_tv import register as register_noisy_tv
     from robo_reward.envs.push2d import register as register_push2d
+    from robo_reward.envs.textgrid import register as register_textgrid
 
     for name, (entry_point, max_steps) in TASKS.items():
         env_id = f"robo_reward/{name}-v0"
@@ -66,3 +70,4 @@ def register_envs() -> None:
     register_nethack()
     register_granular()
     register_push2d()
+    register_textgrid()

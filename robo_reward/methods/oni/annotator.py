@@ -37,8 +37,10 @@ GOALS: dict[str, str] = {
     "combat": "fight well: hit and kill monsters and gain experience levels",
     "gold": "collect as much gold as possible",
     "stairs": "find the staircase down and descend: explore rooms and corridors, open doors and discover passages",
+    "keydoor": "leave the room: pick up the key, unlock the locked door with it and reach the goal square beyond",
 }
-"""Goal name -> the goal as the prompts state it (the paper's goal-specific prompts: default, combat, gold, stairs)."""
+"""Goal name -> the goal as the prompts state it (the paper's goal-specific prompts: default, combat, gold, stairs;
+``keydoor`` is the DoorKey grid world's, :mod:`robo_reward.envs.textgrid`)."""
 
 _PRIMER = ("You are helping an agent play NetHack, a roguelike game in which the player explores a dungeon of "
            "many levels, fights monsters, collects items and gold, and tries to descend as deep as possible. "
@@ -91,6 +93,7 @@ KEYWORDS: dict[str, dict[str, int]] = {
     "gold": {"gold piece": 3, "gold": 2, "you see here": 1},
     "stairs": {"staircase down": 4, "staircase": 3, "you find a hidden": 2, "door opens": 2, "you open": 1,
                "wham": 1, "this door": 1, "you see here": 1, "doorway": 1},
+    "keydoor": {"you reach the goal": 4, "you unlock": 3, "door opens": 2, "you pick up the": 1},
 }
 """Goal -> {keyword: priority} of the deterministic stand-in (reconstruction)."""
 

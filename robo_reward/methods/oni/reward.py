@@ -70,6 +70,9 @@ class ONIReward(Reward, abc.ABC):
     :param synchronous: label at ``update`` in the caller instead of in a background thread (tests).
     :param update_every: vector steps between updates (sync point, model training, metrics).
     :param message_key: / :param count_key: observation keys of the message bytes and its per-episode count.
+    :param offline: label every unseen message in the step path, blocking, so each message pays its label the
+        first time it appears: with a deterministic annotator this is a fully pre-computed label table, the
+        spec's offline (Motif-like) upper reference, not ONI. Never set it for an LLM annotator in training.
     """
 
     name = "oni"
@@ -78,13 +81,13 @@ class ONIReward(Reward, abc.ABC):
     def __init__(self, *, annotator: Annotator | str | Mapping[str, Any] = "keyword", goal: str = "defaultgoal",
                  c_int: float = 0.4, beta: float = 3.0, batch_size: int = 100, backlog: int = 10_000,
                  synchronous: bool = False, update_every: int = 128, message_key: str = "message",
-                 count_key: str = "message_count") -> None:
+                 count_key: str = "message_count", offline: bool = False) -> None:
         if beta < 0:
             raise ValueError(f"beta (the count exponent) must be >= 0, got {beta}")
         if update_every < 1:
             raise ValueError(f"update_every must be >= 1 vector steps, got {update_every}")
         self.c_int, self.beta, self.update_every = float(c_int), float(beta), int(update_every)
-        self.message_key, self.count_key = message_key, count_key
+        self.message_key, self.count_key, self.offline = message_key, count_key, bool(offline)
         self.worker = AnnotationWorker(build_annotator(annotator), goal=goal, batch_size=batch_size,
                                        backlog=backlog, synchronous=synchronous)
         self.message_bytes = 256
@@ -103,7 +106,8 @@ class ONIReward(Reward, abc.ABC):
         if not is_dict or any(k not in observation_space.spaces for k in keys):  # type: ignore[attr-defined]
             have = list(observation_space.spaces) if is_dict else observation_space  # type: ignore[attr-defined]
             raise SpaceMismatchError(f"ONI reads observation keys {list(keys)} (message bytes and per-episode count) "
-                                     f"but the env observes {have}; use a robo_reward/NetHack*-v0 env or set "
+                                     f"but the env observes {have}; use a robo_reward/NetHack*-v0 or "
+                                     "robo_reward/TextDoorKey*-v0 env or set "
                                      "message_key/count_key")
         self.message_bytes = int((observation_space[self.message_key].shape or (256,))[-1])  # type: ignore[index]
 
@@ -147,7 +151,11 @@ class ONIReward(Reward, abc.ABC):
         self._refresh_labels()
         known, labels = self._lookup(hashes)
         unseen = np.flatnonzero(live & ~known)
-        if len(unseen):
+        if len(unseen) and self.offline:
+            self.worker.label_now([bytes(msgs[i]).split(b"\0", 1)[0].decode("latin-1") for i in unseen])
+            self._refresh_labels()
+            known, labels = self._lookup(hashes)
+        elif len(unseen):
             self._queue_unlabelled(msgs, hashes, unseen)
         self._rows += int(live.sum())
         self._known_rows += int((live & known).sum())

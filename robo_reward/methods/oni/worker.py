@@ -104,6 +104,12 @@ class AnnotationWorker:
             new, self._new_ranks = self._new_ranks, []
         return new
 
+    def label_now(self, messages: Sequence[str]) -> None:
+        """Label ``messages`` in the caller, blocking (the offline reference arm; never used by the online arms)."""
+        fresh = [m for m in dict.fromkeys(messages) if m not in self.labels]
+        if fresh:
+            self._annotate(fresh, [])
+
     def pending(self) -> int:
         """Entries queued or in flight (the backlog)."""
         with self._lock:
