@@ -14,7 +14,7 @@ from stable_baselines3.common.env_checker import check_env as sb3_check_env
 import robo_reward  # noqa: F401
 from robo_reward.envs.nethack.env import decode_message
 from robo_reward.envs.textgrid.env import AMBIENT, TextDoorKeyEnv
-from robo_reward.methods.oni import KeywordAnnotator, ONIRetrieval
+from robo_reward.methods.oni import KeywordAnnotator, ONIRanking, ONIRetrieval
 from robo_reward.protocol import TransitionBatch
 
 PICKUP, DROP, TOGGLE, FORWARD = 3, 4, 5, 2
@@ -52,7 +52,9 @@ def test_every_event_prints_its_message_and_counts_restart_at_reset() -> None:
     env.reset(seed=3)
     _face(env, "door")
     assert _say(env, TOGGLE)[:2] == ("This yellow door is locked.", 1)
-    assert _say(env, TOGGLE)[:2] == ("This yellow door is locked.", 2)
+    assert _say(env, FORWARD)[:2] == ("This yellow door is locked.", 2)
+    assert _say(env, PICKUP)[0] == "There is nothing here to pick up."
+    assert _say(env, 6)[0] == ""
     _face(env, "key")
     text, count, info = _say(env, PICKUP)
     assert (text, count, info["has_key"]) == ("You pick up the yellow key.", 1, True)
@@ -63,6 +65,7 @@ def test_every_event_prints_its_message_and_counts_restart_at_reset() -> None:
     text, _, info = _say(env, TOGGLE)
     assert (text, info["door_open"]) == ("You unlock the yellow door.", True)
     assert _say(env, TOGGLE)[0] == "You close the yellow door."
+    assert _say(env, FORWARD)[0] == "The yellow door is closed."
     assert _say(env, TOGGLE)[0] == "The yellow door opens."
     _face(env, "wall")
     assert _say(env, FORWARD)[0] == "There is a wall in the way."
@@ -70,7 +73,7 @@ def test_every_event_prints_its_message_and_counts_restart_at_reset() -> None:
     obs, reward, terminated, truncated, info = env.step(FORWARD)
     assert decode_message(obs["message"]) == "You reach the goal square!"
     assert terminated and not truncated and reward > 0 and info["is_success"]
-    assert info["distinct_messages"] == 9 and info["messages"] == 11
+    assert info["distinct_messages"] == 10 and info["messages"] == 13
     obs, info = env.reset()
     assert int(obs["message_count"][0]) == 0 and info["messages"] == 0 and not info["has_key"]
     _face(env, "door")
@@ -84,6 +87,7 @@ def test_variants_prefix_the_turn_and_ambient_messages_appear_at_their_rate() ->
     env.step(0)
     env.step(1)
     assert _say(env, TOGGLE)[:2] == ("Turn 3: This yellow door is locked.", 1)
+    assert _say(env, TOGGLE)[:2] == ("Turn 4: This yellow door is locked.", 2)  # the event's count decays
     noisy = TextDoorKeyEnv(size=6, ambient=0.2)
     noisy.reset(seed=0)
     texts = [_say(noisy, 0)[0] for _ in range(500)]
@@ -129,6 +133,8 @@ def test_the_offline_arm_pays_each_label_at_first_sight_and_the_online_arm_after
     np.testing.assert_allclose(online(batch), [0.4, 0.0, 0.4])
     offline(batch)
     assert offline.worker.counters["labelled"] == 3
+    with pytest.raises(ValueError, match="offline labelling is for oni_retrieval"):
+        ONIRanking(annotator="keyword", goal="keydoor", offline=True)
 
 
 @pytest.mark.parametrize("path", sorted(glob.glob("configs/oni/doorkey_*.yaml")))
@@ -143,9 +149,18 @@ def test_every_doorkey_config_trains_end_to_end(path: str, tmp_path) -> None:  #
     run = TrainingRun(cfg, tmp_path / "run", seed=0, progress=False)
     run.setup()
     run.learn()
-    terms = [t if isinstance(t, str) else t["name"] for t in cfg.reward.terms] if cfg.reward.terms else []
     assert cfg.reward.extrinsic_weight == (0.0 if "reward_free" in path else 10.0)
-    assert ("extrinsic" in path) == (not terms)
+    arm = path.rsplit("_", 1)[-1].removesuffix(".yaml")
+    oni = [t for t in getattr(run.reward, "terms", [run.reward]) if type(t).__name__.startswith("ONI")]
+    if arm == "extrinsic":
+        assert not oni
+    else:
+        (term,) = oni
+        expected = {"classification": "ONIClassification", "ranking": "ONIRanking"}.get(arm, "ONIRetrieval")
+        assert type(term).__name__ == expected and term.offline == (arm == "offline")
+        assert sum(term.worker.counters[k] for k in ("enqueued", "labelled", "pairs_enqueued")) > 0
+        assert term.worker.annotator.latency == (0.0 if arm == "offline" else 1.0)
+    assert run.model.num_timesteps >= 256
     run.model.get_env().close()  # type: ignore[union-attr]
     if run.reward is not None and hasattr(run.reward, "close"):
         run.reward.close()

@@ -1,4 +1,5 @@
-"""MiniGrid DoorKey tasks that print messages, ONI's small-scale build (:mod:`robo_reward.methods.oni`).
+"""MiniGrid DoorKey tasks that print messages: ONI's small-scale build (Zheng et al., arXiv 2410.23022;
+:mod:`robo_reward.methods.oni`).
 
 =====================================  ================================================================
 id                                     task
@@ -7,7 +8,7 @@ id                                     task
 ``robo_reward/TextDoorKeyVariants-v0`` the same, each message prefixed with its turn (``Turn 17: ...``)
 =====================================  ================================================================
 
-Episodes end at MiniGrid's own limit (``10 * size**2`` = 640 steps). The environment class is
+Episodes end at MiniGrid's own limit (``10 * size**2`` = 640 steps), which the registered time limit repeats. The environment class is
 :class:`robo_reward.envs.textgrid.env.TextDoorKeyEnv`; this module only registers ids, so registering does
 not import MiniGrid.
 """
@@ -28,4 +29,6 @@ def register() -> None:
     for name, kwargs in TASKS.items():
         env_id = f"robo_reward/{name}-v0"
         if env_id not in gymnasium.registry:
-            gymnasium.register(id=env_id, entry_point="robo_reward.envs.textgrid.env:TextDoorKeyEnv", kwargs=kwargs)
+            size = int(kwargs["size"])  # type: ignore[call-overload]
+            gymnasium.register(id=env_id, entry_point="robo_reward.envs.textgrid.env:TextDoorKeyEnv", kwargs=kwargs,
+                               max_episode_steps=10 * size * size)

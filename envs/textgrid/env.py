@@ -1,6 +1,7 @@
 """MiniGrid DoorKey that prints NetHack-style messages (registered ids in :mod:`robo_reward.envs.textgrid`).
 
-ONI's small-scale faithful build (``specs/oni.md``, a reconstruction): a grid world that emits text messages, so
+For ONI (Zheng et al., "Online Intrinsic Rewards for Decision Making Agents from Large Language Model Feedback",
+arXiv 2410.23022), whose intrinsic reward pays for in-game messages. This is its small-scale faithful build (``specs/oni.md``, a reconstruction): a grid world that emits text messages, so
 the paper's claim (an LLM's judgement of messages, distilled online, makes a sparse task learnable) can be
 measured on two CPU cores, where NetHack itself needs billions of steps. The task is MiniGrid's DoorKey: pick
 up the key, unlock the door, reach the goal square; the env's reward is MiniGrid's sparse
@@ -14,10 +15,11 @@ event                      message
 pick up the key            ``You pick up the yellow key.``
 drop it                    ``You drop the yellow key.``
 toggle the locked door     ``This yellow door is locked.`` without the key, ``You unlock the yellow door.``
-                           with it
-open / close the door      ``The yellow door opens.`` / ``You close the yellow door.``
+                           with it; walking into it: ``This yellow door is locked.``
+open / close the door      ``The yellow door opens.`` / ``You close the yellow door.``; walking into the
+                           closed door: ``The yellow door is closed.``
 walk into a wall           ``There is a wall in the way.``
-pick up with nothing there ``There is nothing here to pick up.``
+pick up, nothing to take   ``There is nothing here to pick up.``
 reach the goal             ``You reach the goal square!``
 ambient (``ambient``/step) ``You hear water dripping.`` and other distractors, on random steps
 =========================  ===============================================================================
@@ -25,18 +27,21 @@ ambient (``ambient``/step) ``You hear water dripping.`` and other distractors, o
 With ``variants=True`` every message starts with the turn (``Turn 17: You pick up the yellow key.``), so most
 messages the agent meets are new to a lookup table, as NetHack's are (``You see here 12 gold pieces``): a reward
 that generalises over message text (ONI-Classification) can pay them at once, a hash table (ONI-Retrieval) only
-after the annotator has seen that exact text.
+after the annotator has seen that exact text. ``message_count`` counts the event (the message without its turn),
+so the count decay still applies to a repeated event: counting the stamped text would make every message new
+and an open-close loop would pay without end.
 
 Observations are a ``Dict`` shaped like :class:`robo_reward.envs.nethack.env.NetHackTextEnv`'s:
 
 * ``policy``: ``float32`` one-hot of MiniGrid's egocentric 7 x 7 view (object, colour and state per cell), then
   the agent's direction (one-hot of 4): 984 values for SB3's ``MlpPolicy``.
 * ``message``: 256 message bytes (zero-padded; all zero when nothing was printed).
-* ``message_count``: how often this exact message has been printed in the episode, this step included (0 for
-  no message); it restarts at every reset.
+* ``message_count``: how often this message has been printed in the episode, this step included (0 for
+  no message; with ``variants``, the count of the message without its turn); it restarts at every reset. It is an
+  observation key, as in the NetHack env, so vector envs keep it per env; ``info`` has the episode's totals.
 
 ``info`` carries the episode so far: ``is_success``, ``has_key`` (the key was picked up), ``door_open`` (the door
-was opened), ``coverage`` (cells visited / cells of the grid's interior), ``messages`` and ``distinct_messages``.
+was opened), ``coverage`` (cells visited / cells of the grid's interior), ``messages`` and ``distinct_messages`` (without the turn).
 
 >>> import gymnasium as gym, robo_reward
 >>> env = gym.make("robo_reward/TextDoorKey-v0")
@@ -63,7 +68,10 @@ _VIEW = 7 * 7 * (_OBJECTS + _COLOURS + _STATES) + 4
 
 
 def encode_message(text: str) -> np.ndarray:
-    """The zero-padded message bytes of ``text`` (latin-1, at most :data:`MESSAGE_BYTES`)."""
+    """The zero-padded message bytes of ``text`` (latin-1, at most :data:`MESSAGE_BYTES`).
+
+    :param text: the message.
+    """
     raw = text.encode("latin-1")[:MESSAGE_BYTES]
     out = np.zeros(MESSAGE_BYTES, np.uint8)
     out[:len(raw)] = np.frombuffer(raw, np.uint8)
@@ -77,6 +85,7 @@ class TextDoorKeyEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         steps at most.
     :param variants: prefix every message with the turn (most messages are then unseen by a lookup table).
     :param ambient: probability that a step without an event prints a random :data:`AMBIENT` distractor.
+    :param render_mode: ``None`` or ``"rgb_array"`` (MiniGrid's top view).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 10}  # noqa: RUF012 (gymnasium declares it a plain class attribute)
@@ -114,10 +123,10 @@ class TextDoorKeyEnv(gym.Env[dict[str, np.ndarray], np.int64]):
     def _observe(self, grid_obs: dict[str, Any], text: str) -> dict[str, np.ndarray]:
         count = 0
         if text:
-            if self.variants:
-                text = f"Turn {self._grid.step_count}: {text}"
             count = self._counts[text] = self._counts.get(text, 0) + 1
             self._messages += 1
+            if self.variants:
+                text = f"Turn {self._grid.step_count}: {text}"
         return {"policy": self._view(grid_obs["image"], grid_obs["direction"]),
                 "message": encode_message(text), "message_count": np.array([count], np.int32)}
 
@@ -144,7 +153,7 @@ class TextDoorKeyEnv(gym.Env[dict[str, np.ndarray], np.int64]):
         if action == acts.pickup:
             if carried is None and g.carrying is not None:
                 return f"You pick up the {g.carrying.color} {g.carrying.type}."
-            return "There is nothing here to pick up." if front is None else ""
+            return "There is nothing here to pick up." if front is None or not front.can_pickup() else ""
         if action == acts.drop and carried is not None and g.carrying is None:
             return f"You drop the {carried.color} {carried.type}."
         if action == acts.toggle and front is not None and front.type == "door":
@@ -153,8 +162,11 @@ class TextDoorKeyEnv(gym.Env[dict[str, np.ndarray], np.int64]):
                 return f"You unlock the {front.color} door." if front.is_open else f"This {front.color} door is locked."
             if front.is_open != was_open:
                 return f"The {front.color} door opens." if front.is_open else f"You close the {front.color} door."
-        if action == acts.forward and not moved and front is not None and front.type == "wall":
-            return "There is a wall in the way."
+        if action == acts.forward and not moved and front is not None:
+            if front.type == "wall":
+                return "There is a wall in the way."
+            if front.type == "door":
+                return f"This {front.color} door is locked." if front.is_locked else f"The {front.color} door is closed."
         return ""
 
     def step(self, action: np.int64 | int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:

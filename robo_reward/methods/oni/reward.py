@@ -63,7 +63,7 @@ class ONIReward(Reward, abc.ABC):
 
     :param annotator: ``"keyword"``, ``{"name": "keyword", "latency": 1.0}``, ``{"name": "llm", "base_url": ...}``
         or an :class:`~robo_reward.methods.oni.annotator.Annotator`.
-    :param goal: prompt goal (``defaultgoal``, ``combat``, ``gold``, ``stairs``).
+    :param goal: prompt goal (``defaultgoal``, ``combat``, ``gold``, ``stairs``; ``keydoor`` for the DoorKey grid).
     :param c_int: intrinsic coefficient (the paper: 0.4).
     :param beta: count exponent (the paper's ``beta_count_exponent`` = 3).
     :param batch_size: most messages per annotator call; :param backlog: queue cap (older entries dropped).
@@ -72,7 +72,8 @@ class ONIReward(Reward, abc.ABC):
     :param message_key: / :param count_key: observation keys of the message bytes and its per-episode count.
     :param offline: label every unseen message in the step path, blocking, so each message pays its label the
         first time it appears: with a deterministic annotator this is a fully pre-computed label table, the
-        spec's offline (Motif-like) upper reference, not ONI. Never set it for an LLM annotator in training.
+        spec's offline (Motif-like) upper reference, not ONI (with an LLM, stepping waits for every new batch).
+        Retrieval and classification only; ranking learns from pairs, not labels.
     """
 
     name = "oni"
@@ -336,6 +337,9 @@ class ONIRanking(_LearnedONI):
 
     def __init__(self, *, pairs_per_update: int = 64, pool: int = 10_000, threshold: float = -0.5,
                  **kwargs: Any) -> None:
+        if kwargs.get("offline"):
+            raise ValueError("offline labelling is for oni_retrieval and oni_classification; oni_ranking learns from "
+                             "the annotator's pair rankings, which have no pre-computed table: drop offline")
         super().__init__(**kwargs)
         if pairs_per_update < 1 or pool < 2:
             raise ValueError(f"pairs_per_update must be >= 1 and pool >= 2, got {pairs_per_update} and {pool}")

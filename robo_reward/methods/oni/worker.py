@@ -105,8 +105,14 @@ class AnnotationWorker:
         return new
 
     def label_now(self, messages: Sequence[str]) -> None:
-        """Label ``messages`` in the caller, blocking (the offline reference arm; never used by the online arms)."""
-        fresh = [m for m in dict.fromkeys(messages) if m not in self.labels]
+        """Label ``messages`` in the caller, blocking (the offline reference arm; never used by the online arms).
+
+        :param messages: texts to label; those labelled, queued or in flight already are skipped.
+        """
+        with self._lock:
+            fresh = [m for m in dict.fromkeys(messages)
+                     if m not in self.labels and m not in self._queued and m not in self._in_flight]
+            self._in_flight.update(fresh)
         if fresh:
             self._annotate(fresh, [])
 
