@@ -9,7 +9,8 @@ adds those rewards to the episode's stored slots:
 * :class:`EpisodicReplayBuffer` / :class:`EpisodicDictReplayBuffer` (SAC, TD3) track each env's episode slots in
   the ``(buffer_size, n_envs)`` ring and rewrite them when the episode's last transition is added, across the
   ring's wrap-around; slots already overwritten (an episode longer than the buffer) are skipped, other episodes'
-  slots are untouched.
+  slots are untouched. They sample only slots whose episode has ended, so no update sees a running episode's
+  slots before its reward is in.
 * :class:`EpisodicRolloutBuffer` (PPO) does the same in the rollout buffer, so the rewards are in place before
   ``compute_returns_and_advantage`` runs; advantages are never patched afterwards. An episode must not span a
   rollout boundary (its length must divide ``n_steps``): the buffer raises if one does.
@@ -25,6 +26,7 @@ the zeros: an episodic reward needs one of these buffers to reach a learner.
 from __future__ import annotations
 
 import abc
+import logging
 from collections import deque
 from typing import Any
 
@@ -33,6 +35,8 @@ import numpy as np
 from stable_baselines3.common.buffers import DictReplayBuffer, ReplayBuffer, RolloutBuffer
 
 from robo_reward.protocol import Reward, RewardOutput, TransitionBatch
+
+log = logging.getLogger(__name__)
 
 
 class EpisodicReward(Reward):
@@ -172,11 +176,32 @@ class _EpisodicSlots:
 
 
 class _EpisodicReplay(_EpisodicSlots):
-    """Replay-buffer side of the slots: after each ``add``, finished episodes get their rewards (ring-aware)."""
+    """Replay-buffer side of the slots: after each ``add``, finished episodes get their rewards (ring-aware).
+
+    ``sample`` draws only ring positions whose episode has ended in every env, so a running episode's slots, which
+    hold the step-time payment without their episode-end reward yet, never reach an update. Until some position
+    is settled (an update before the first episode ended: ``learning_starts`` below the episode length) it samples
+    as SB3 does and warns once.
+    """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._init_slots()
+        self._warned_unsettled = False
+
+    def sample(self, batch_size: int, env: Any = None) -> Any:
+        if self.reward is None or getattr(self, "optimize_memory_usage", False):
+            return super().sample(batch_size, env=env)  # type: ignore[misc]
+        oldest = max(0, self._count - self.buffer_size)
+        settled = int(self._start.min())
+        if settled <= oldest:
+            if not self._warned_unsettled:
+                log.warning("episodic replay: no stored episode has ended in every env yet, so this update samples "
+                            "slots without their episode-end reward; set learning_starts above the episode length")
+                self._warned_unsettled = True
+            return super().sample(batch_size, env=env)  # type: ignore[misc]
+        steps = np.random.randint(oldest, settled, size=batch_size)
+        return self._get_samples(steps % self.buffer_size, env=env)  # type: ignore[attr-defined]
 
     def add(self, obs: Any, next_obs: Any, action: np.ndarray, reward: np.ndarray, done: np.ndarray,
             infos: list[dict[str, Any]]) -> None:

@@ -199,3 +199,35 @@ def test_step_time_payment_is_zero_and_the_episode_sum_is_logged() -> None:
     np.testing.assert_allclose(reward.pop_finished(0), [5001.0, 5002.0, 5003.0])
     assert reward.pop_finished(0) is None
     assert find_episodic(reward) is reward
+
+
+class _CheckSamples(BaseCallback):
+    """Every batch SAC could draw now holds finished episodes' slots only (never a running episode's 0)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sampled = 0
+
+    def _on_step(self) -> bool:
+        buf = self.model.replay_buffer  # type: ignore[attr-defined]
+        if buf.reward is not None and int(buf._start.min()) > max(0, buf._count - buf.buffer_size):
+            batch = buf.sample(64)
+            assert (batch.rewards > 0).all(), "a running episode's slot was sampled"
+            current = _current_episodes(self.training_env) - np.asarray(self.locals["dones"], int)  # type: ignore[arg-type]
+            assert (batch.observations[:, 0].numpy() < current.max()).all()
+            self.sampled += 1
+        return True
+
+
+@pytest.mark.parametrize("horizons,buffer_size", [((5,), 50), ((3, 4), 40), ((3, 4), 7)])
+def test_sac_samples_only_slots_of_finished_episodes(horizons: tuple[int, ...], buffer_size: int,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    torch.set_num_threads(1)
+    venv = _venv(horizons)
+    model = EpisodicSAC("MlpPolicy", venv, buffer_size=buffer_size, learning_starts=2, batch_size=16, seed=0,
+                        policy_kwargs={"net_arch": [8]})
+    callback = _CheckSamples()
+    with caplog.at_level("WARNING", logger="robo_reward.episodic"):
+        model.learn(60, callback=callback)
+    assert callback.sampled > 10
+    assert "no stored episode has ended" in caplog.text  # learning_starts 2 < the first episode's end
