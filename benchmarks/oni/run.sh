@@ -34,3 +34,24 @@ for t in staircase score; do
 done
 .venv/bin/python benchmarks/oni/annotator_log.py runs/oni/staircase_200k runs/oni/score_200k \
   --out benchmarks/oni/annotator_200k.md
+
+# The spec's small-scale build: MiniGrid DoorKey 8x8 printing messages (benchmarks/oni/NOTE.md, "DoorKey").
+# 200k env steps per run, --jobs 2 on the otherwise idle 2-core machine.
+export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
+.venv/bin/robo-reward bench configs/oni/doorkey_extrinsic.yaml configs/oni/doorkey_retrieval.yaml \
+  configs/oni/doorkey_classification.yaml configs/oni/doorkey_ranking.yaml configs/oni/doorkey_offline.yaml \
+  --seeds 5 --jobs 2 --no-progress --out runs/oni/doorkey
+# Turn-stamped messages and the reward-free arm, 3 seeds. Extrinsic-only never reads a message, so its finished
+# runs are copied from runs/oni/doorkey (each copy has a COPIED file) and the bench skips them.
+mkdir -p runs/oni/doorkey_variants/runs
+cp -r runs/oni/doorkey/runs/doorkey_extrinsic runs/oni/doorkey_variants/runs/
+for d in runs/oni/doorkey_variants/runs/doorkey_extrinsic/seed*; do echo "copied from runs/oni/doorkey" > "$d/COPIED"; done
+.venv/bin/robo-reward bench configs/oni/doorkey_extrinsic.yaml configs/oni/doorkey_variants_retrieval.yaml \
+  configs/oni/doorkey_variants_classification.yaml configs/oni/doorkey_reward_free.yaml \
+  --seeds 3 --jobs 2 --no-progress --out runs/oni/doorkey_variants
+for b in doorkey doorkey_variants; do
+  mkdir -p "benchmarks/oni/$b"
+  cp "runs/oni/$b"/{summary.md,summary.csv,results.csv,curves*.png} "benchmarks/oni/$b/"
+done
+.venv/bin/python benchmarks/oni/annotator_log.py runs/oni/doorkey runs/oni/doorkey_variants \
+  --out benchmarks/oni/annotator_doorkey.md
