@@ -27,6 +27,8 @@ COLUMNS = {"annotator/labelled": "labelled", "annotator/known": "distinct labels
 def load(bench: Path) -> pd.DataFrame:
     frames = []
     for csv in sorted(bench.glob("runs/*/seed*/tb/progress.csv")):
+        if csv.stat().st_size == 0:
+            continue
         log = pd.read_csv(csv)
         if PREFIX + "annotator/labelled" not in log:
             continue
