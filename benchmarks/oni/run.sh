@@ -52,7 +52,13 @@ for d in runs/oni/doorkey_variants/runs/doorkey_extrinsic/seed*; do echo "copied
 .venv/bin/robo-reward bench configs/oni/doorkey_extrinsic.yaml configs/oni/doorkey_variants_retrieval.yaml \
   configs/oni/doorkey_variants_classification.yaml --seeds 3 --jobs 1 --no-progress --out runs/oni/doorkey_variants \
   --set budget.total_timesteps=200704
-for b in doorkey doorkey_variants; do
+# reward-free ONI (c_ext = 0), 3 seeds, extrinsic-only copied as above
+mkdir -p runs/oni/doorkey_reward_free/runs
+cp -r runs/oni/doorkey/runs/doorkey_extrinsic runs/oni/doorkey_reward_free/runs/
+for d in runs/oni/doorkey_reward_free/runs/doorkey_extrinsic/seed*; do echo "copied from runs/oni/doorkey" > "$d/COPIED"; done
+.venv/bin/robo-reward bench configs/oni/doorkey_extrinsic.yaml configs/oni/doorkey_reward_free.yaml --seeds 3 \
+  --jobs 2 --no-progress --out runs/oni/doorkey_reward_free --set budget.total_timesteps=200704
+for b in doorkey doorkey_variants doorkey_reward_free; do
   mkdir -p "benchmarks/oni/$b"
   cp "runs/oni/$b"/{summary.md,summary.csv,results.csv,curves*.png} "benchmarks/oni/$b/"
 done
