@@ -106,7 +106,7 @@ class TextDoorKeyEnv(gym.Env[dict[str, np.ndarray], np.int64]):
             "message": spaces.Box(0, 255, (MESSAGE_BYTES,), np.uint8),
             "message_count": spaces.Box(0, np.iinfo(np.int32).max, (1,), np.int32),
         })
-        self._offsets = np.array([0, _OBJECTS, _OBJECTS + _COLOURS], np.int64)
+        self._index_base = np.arange(49)[:, None] * (_OBJECTS + _COLOURS + _STATES) + [0, _OBJECTS, _OBJECTS + _COLOURS]
         self._counts: dict[str, int] = {}
         self._visited: set[tuple[int, int]] = set()
         self._has_key = self._door_open = self._success = False
@@ -114,9 +114,8 @@ class TextDoorKeyEnv(gym.Env[dict[str, np.ndarray], np.int64]):
 
     def _view(self, image: np.ndarray, direction: int) -> np.ndarray:
         out = np.zeros(_VIEW, np.float32)
-        cells = np.arange(49)[:, None] * (_OBJECTS + _COLOURS + _STATES)
         codes = np.minimum(image.reshape(49, 3).astype(np.int64), [_OBJECTS - 1, _COLOURS - 1, _STATES - 1])
-        out[(cells + self._offsets + codes).ravel()] = 1.0
+        out[(self._index_base + codes).ravel()] = 1.0
         out[_VIEW - 4 + int(direction)] = 1.0
         return out
 
