@@ -53,6 +53,11 @@ def message_hash(messages: np.ndarray) -> np.ndarray:
     return (np.where(live, msgs, 0).astype(np.uint64) * _MULT[:msgs.shape[1]]).sum(axis=1, dtype=np.uint64)
 
 
+def _text(row: np.ndarray) -> str:
+    """The text of one zero-padded message row."""
+    return bytes(row).split(b"\0", 1)[0].decode("latin-1")
+
+
 def text_hash(texts: list[str], length: int) -> np.ndarray:
     """:func:`message_hash` of texts as an env with ``length``-byte messages would hold them."""
     return message_hash(encode(texts, length))
@@ -143,7 +148,7 @@ class ONIReward(Reward, abc.ABC):
             return
         texts: dict[int, str] = {}
         for i in fresh:
-            texts.setdefault(int(hashes[i]), bytes(msgs[i]).split(b"\0", 1)[0].decode("latin-1"))
+            texts.setdefault(int(hashes[i]), _text(msgs[i]))
         self._submitted.update(texts)
         self.worker.submit(list(texts.values()))
 
@@ -153,7 +158,7 @@ class ONIReward(Reward, abc.ABC):
         known, labels = self._lookup(hashes)
         unseen = np.flatnonzero(live & ~known)
         if len(unseen) and self.offline:
-            self.worker.label_now([bytes(msgs[i]).split(b"\0", 1)[0].decode("latin-1") for i in unseen])
+            self.worker.label_now([_text(msgs[i]) for i in unseen])
             self._refresh_labels()
             known, labels = self._lookup(hashes)
         elif len(unseen):
@@ -357,7 +362,7 @@ class ONIRanking(_LearnedONI):
             if h not in self.pool:
                 if len(self.pool) >= self.pool_size:
                     self.pool.pop(next(iter(self.pool)))
-                self.pool[h] = bytes(msgs[i]).split(b"\0", 1)[0].decode("latin-1")
+                self.pool[h] = _text(msgs[i])
 
     def intrinsic(self, msgs: np.ndarray, hashes: np.ndarray, live: np.ndarray) -> np.ndarray:
         self._remember(msgs, hashes, live)
