@@ -8,7 +8,7 @@ import pytest
 from gymnasium.utils.env_checker import check_env
 
 import robo_reward  # noqa: F401  (registers the envs)
-from robo_reward.envs.push2d.env import GOAL, ZONE, Push2DEnv, in_box
+from robo_reward.envs.push2d.env import BLOCK_HALF, GOAL, ZONE, Push2DEnv, in_box
 from robo_reward.envs.push2d.expert import Push2DExpert
 
 
@@ -95,13 +95,18 @@ def test_in_zone_and_success_flags() -> None:
 @pytest.mark.parametrize("embodiment", ["disc", "square"])
 @pytest.mark.parametrize("n_blocks", [1, 2])
 def test_a_still_policy_never_touches_the_zone(embodiment: str, n_blocks: int) -> None:
-    """Every start lies outside the zone's collision margin, so zone time measures what the policy does."""
+    """Every start lies outside the zone's collision margin and out of the agent's reach, so zone time and block
+    motion measure what the policy does."""
     env = Push2DEnv(embodiment=embodiment, n_blocks=n_blocks)
-    for seed in range(300):
+    reach = env.radius + BLOCK_HALF
+    for seed in range(1000):
         env.reset(seed=seed)
         assert not env.in_zone(), (seed, env.agent, env.blocks)
+        assert np.linalg.norm(env.blocks - env.agent, axis=1).min() > reach, (seed, env.agent, env.blocks)
+        before = env.blocks.copy()
         _, _, _, _, info = env.step(np.zeros(2))
         assert info["zone_time"] == 0.0
+        np.testing.assert_array_equal(env.blocks, before)
 
 
 def test_bad_arguments_are_named() -> None:

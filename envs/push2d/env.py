@@ -13,10 +13,10 @@ episode's running ``task_return``, ``preference_return`` (task reward minus ``zo
 ``zone_time`` (fraction of steps in the zone) and ``zone_entry`` (1 once the zone was entered), so the final
 step's info holds the per-episode metrics ``eval.info_metrics`` reads.
 
-Agent and blocks start outside the zone's collision margin, so a policy that stands still spends no time
-in the zone. In 5% (disc) / 16% (square) of resets the agent starts touching the first block, which its first
-step pushes clear (a known flaw of the current starts, measured on 1000 resets). Each episode shifts the floor colour at random (``floor_jitter``): a nuisance that dominates an unaligned
-encoder's features, as the robot's own appearance does in the paper, and that the preference ignores.
+Agent and blocks start outside the zone's collision margin and out of each other's reach (for both
+embodiments), so a policy that stands still moves nothing and spends no time in the zone. Each episode shifts the
+floor colour at random (``floor_jitter``): a nuisance that dominates an unaligned encoder's features, as the
+robot's own appearance does in the paper, and that the preference ignores.
 
 Embodiments: ``disc`` (radius 0.06) and ``square`` (half-size 0.085, drawn as a square and colliding as a disc of
 that radius), the second embodiment of the transfer test.
@@ -33,6 +33,8 @@ SIZE = 64
 ZONE = (np.array([0.5, 0.5]), 0.13)
 GOAL = (np.array([0.82, 0.82]), 0.12)
 BLOCK_HALF = 0.05
+AGENT_START = (np.array([0.115, 0.115]), 0.03)  # centre, half-width of the uniform start box
+BLOCK_STARTS = (np.array([[0.275, 0.275], [0.18, 0.45]]), 0.03)
 EMBODIMENTS = {"disc": 0.06, "square": 0.085}
 COLOURS = {"floor": (235, 235, 235), "zone": (220, 60, 60), "goal": (90, 185, 90), "block": (50, 80, 200),
            "agent": (40, 40, 40)}
@@ -145,9 +147,9 @@ class Push2DEnv(gym.Env[Any, np.ndarray]):
         if self.floor_jitter:
             self._floor = np.array(COLOURS["floor"]) + rng.uniform(-self.floor_jitter, self.floor_jitter, 3)
             self._background = self._draw_static()
-        self.agent = np.array([0.14, 0.14]) + rng.uniform(-0.05, 0.05, 2)
-        starts = np.array([[0.26, 0.26], [0.2, 0.42]])[: self.n_blocks]
-        self.blocks = starts + rng.uniform(-0.04, 0.04, (self.n_blocks, 2))
+        self.agent = AGENT_START[0] + rng.uniform(-AGENT_START[1], AGENT_START[1], 2)
+        self.blocks = BLOCK_STARTS[0][: self.n_blocks] + rng.uniform(-BLOCK_STARTS[1], BLOCK_STARTS[1],
+                                                                     (self.n_blocks, 2))
         self._d0 = self._goal_distance()
         self._steps = self._zone_steps = 0
         self._task_return = self._pref_return = 0.0
