@@ -1,4 +1,4 @@
-"""Scripted experts for the tabletop tasks, with the phase index at every step.
+"""Scripted experts for the tabletop tasks, with the phase index at every step (and, in ``EXPERTS``, Push2D's).
 
 An expert reads privileged simulator state from ``env.unwrapped`` (so it works in every observation mode) and
 returns an :class:`ExpertAction`: the action and the index of the phase it is executing, from the task's
@@ -33,6 +33,8 @@ import gymnasium as gym
 import numpy as np
 
 from robo_reward.datasets import keyframes
+from robo_reward.envs.push2d.env import Push2DEnv
+from robo_reward.envs.push2d.expert import Push2DExpert
 from robo_reward.envs.tabletop import TabletopEnv
 from robo_reward.envs.tasks import PickPlaceEnv, PushEnv, ReachEnv
 
@@ -226,14 +228,15 @@ class PickPlaceExpert(ScriptedExpert):
         return bool(contacts.all() or (contacts.any() and near))
 
 
-EXPERTS: dict[type[TabletopEnv], type[ScriptedExpert]] = {
+EXPERTS: dict[type[gym.Env], type[Any]] = {
     ReachEnv: ReachExpert,
     PushEnv: PushExpert,
     PickPlaceEnv: PickPlaceExpert,
+    Push2DEnv: Push2DExpert,  # the zone-avoiding pusher (detour 1); phases: waypoint, goal
 }
 
 
-def make_expert(env: gym.Env, *, noise: float = 0.0, seed: int | None = None) -> ScriptedExpert:
+def make_expert(env: gym.Env, *, noise: float = 0.0, seed: int | None = None) -> Any:
     """The scripted expert of ``env``'s task."""
     for task, expert in EXPERTS.items():
         if isinstance(env.unwrapped, task):

@@ -5,7 +5,10 @@ arXiv 2302.02948; KAGI uses Cal-QL, which SB3 lacks). Every demo episode is repl
 as the adapters would drive it: ``reset`` once at its first observation, then ``evaluate`` on each transition.
 A relabelling buffer then stores the env's reward and the reward's :meth:`~robo_reward.protocol.Reward.
 transition_state` beside each demo slot, so demo transitions are relabelled at sample time exactly like the
-agent's own; a plain buffer stores the designed reward ``extrinsic_weight * r_env + design`` computed now.
+agent's own; a plain buffer stores the designed reward ``extrinsic_weight * r_env + design`` computed now. An
+episode-end reward (:class:`~robo_reward.episodic.EpisodicReward`, e.g. RAPL's OT matching) pays its per-step
+rewards when the demo's last transition is evaluated; they are taken off its queue and stored with the demo, so
+they never reach the agent's own episodes and the episodic buffer counts the demo slots as finished.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
+from robo_reward.episodic import find_episodic
 from robo_reward.protocol import Obs, Reward, TransitionBatch
 from robo_reward.sb3 import _Relabeling
 
@@ -46,7 +50,8 @@ def replay_through_reward(episode: Any, reward: Reward | None, num_envs: int) ->
     """The design's reward of every transition of one demo episode and the reward's transition state per step.
 
     The episode runs in env row 0 of a reward bound to ``num_envs`` envs (the other rows are left alone).
-    Returns ``(rewards (T,), {key: (T, ...)})``; without a reward, zeros and no state.
+    Returns ``(rewards (T,), {key: (T, ...)})``; without a reward, zeros and no state. An episodic reward's
+    per-step rewards of the episode are added (its queue for env row 0 is emptied).
     """
     length = len(episode.actions)
     if reward is None:
@@ -69,6 +74,14 @@ def replay_through_reward(episode: Any, reward: Reward | None, num_envs: int) ->
         values[t] = float(reward.evaluate(batch).total[0])
         for key, value in reward.transition_state().items():
             states.setdefault(key, []).append(np.asarray(value)[0])
+    episodic = find_episodic(reward)
+    if episodic is not None:
+        paid = episodic.pop_finished(0)
+        if paid is None or len(paid) != length or episodic.pop_finished(0) is not None:
+            raise ValueError(f"episode-end reward '{episodic.name}' paid {0 if paid is None else len(paid)} rewards "
+                             f"for a demo of {length} steps; a demo must end (terminated or truncated) at its last "
+                             "step, and only there")
+        values += paid
     return values, {k: np.stack(v) for k, v in states.items()}
 
 

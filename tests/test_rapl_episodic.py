@@ -18,6 +18,8 @@ from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.vec_env import DummyVecEnv
 
 from robo_reward.agents.episodic import EpisodicPPO, EpisodicSAC
+from robo_reward.datasets import Episode
+from robo_reward.demo_buffer import fill_replay_buffer
 from robo_reward.episodic import EpisodicReward, EpisodicRolloutBuffer, find_episodic
 from robo_reward.protocol import TransitionBatch
 from robo_reward.sb3 import RewardVecEnvWrapper
@@ -231,3 +233,39 @@ def test_sac_samples_only_slots_of_finished_episodes(horizons: tuple[int, ...], 
         model.learn(60, callback=callback)
     assert callback.sampled > 10
     assert "no stored episode has ended" in caplog.text  # learning_starts 2 < the first episode's end
+
+
+def _demo(episode_id: int, length: int) -> Episode:
+    obs = np.array([[episode_id, t] for t in range(length + 1)], np.float32)
+    ends = np.arange(length) == length - 1
+    return Episode(observations=obs, actions=np.zeros((length, 1), np.float32), rewards=np.zeros(length),
+                   terminations=ends, truncations=np.zeros(length, bool), infos={})
+
+
+def test_demos_in_the_replay_buffer_carry_their_own_episode_end_reward() -> None:
+    """A demo's episode-end rewards go to the demo's slots, never to the agent's first episodes, and demo slots
+    are sampled as finished."""
+    torch.set_num_threads(1)
+    venv = _venv((3,))
+    model = EpisodicSAC("MlpPolicy", venv, buffer_size=50, learning_starts=10**6, seed=0,
+                        policy_kwargs={"net_arch": [8]})
+    buf = model.replay_buffer
+    assert fill_replay_buffer(buf, [_demo(77, 3), _demo(78, 4)], reward=venv.reward, extrinsic_weight=0.0) == 7
+    assert venv.reward.pop_finished(0) is None
+    np.testing.assert_allclose(buf.rewards[:7, 0], [77001, 77002, 77003, 78001, 78002, 78003, 78004])
+    model.learn(12)
+    obs, rewards = buf.observations[: buf.pos, 0], buf.rewards[: buf.pos, 0]
+    agent = obs[:, 0] < 77
+    np.testing.assert_allclose(rewards[agent], _expected(obs[agent], _current_episodes(venv)))
+    np.testing.assert_allclose(rewards[~agent], 1000.0 * obs[~agent, 0] + obs[~agent, 1] + 1)
+    drawn = buf.sample(256).observations[:, 0].numpy()
+    assert (drawn >= 77).any() and (drawn < 77).any()
+
+
+def test_a_demo_that_does_not_end_is_refused() -> None:
+    venv = _venv((3,))
+    model = EpisodicSAC("MlpPolicy", venv, buffer_size=50, learning_starts=10**6, seed=0)
+    open_demo = _demo(5, 3)
+    open_demo.terminations[:] = False
+    with pytest.raises(ValueError, match="must end"):
+        fill_replay_buffer(model.replay_buffer, [open_demo], reward=venv.reward)

@@ -27,12 +27,14 @@ class Push2DExpert:
     """
 
     def __init__(self, env: gym.Env, *, detour: float = 1.0, noise: float = 0.0, stop_after: int | None = None,
-                 seed: int = 0) -> None:
+                 seed: int | None = 0) -> None:
         self.env: Any = env.unwrapped
         self.detour, self.noise, self.stop_after = float(detour), float(noise), stop_after
         self.rng = np.random.default_rng(seed)
         self.t = 0
         self.stage = 0
+
+    num_phases = 2  # 0: pushing towards the waypoint beside the zone, 1: into the goal
 
     def reset(self) -> None:
         self.t, self.stage = 0, 0
@@ -45,14 +47,14 @@ class Push2DExpert:
             self.stage = 1
         return waypoint if self.stage == 0 and abs(self.detour) > 1e-6 else GOAL[0]
 
-    def act(self) -> tuple[np.ndarray, None]:
+    def act(self) -> tuple[np.ndarray, int]:
         env = self.env
         self.t += 1
         if self.stop_after is not None and self.t > self.stop_after:
-            return np.zeros(2, np.float32), None
+            return np.zeros(2, np.float32), self.stage
         remaining = [b for b in env.blocks if not np.all(np.abs(b - GOAL[0]) <= GOAL[1] - 0.02)]
         if not remaining:
-            return np.zeros(2, np.float32), None
+            return np.zeros(2, np.float32), self.stage
         block = remaining[0]
         direction = self._target(block) - block
         direction /= max(np.linalg.norm(direction), 1e-9)
@@ -66,7 +68,7 @@ class Push2DExpert:
             move = direction
         action = move / max(np.abs(move).max(), 1e-9)
         action = action + self.noise * self.rng.standard_normal(2)
-        return np.clip(action, -1.0, 1.0).astype(np.float32), None
+        return np.clip(action, -1.0, 1.0).astype(np.float32), self.stage
 
 
 def make_expert(env: gym.Env, noise: float = 0.0, seed: int = 0, **kwargs: Any) -> Push2DExpert:
