@@ -123,3 +123,29 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
     assert (out / "rollouts_seed0.npz").is_file() and "| rapl | 6 | 1 |" in (out / "summary.md").read_text()
     again = main(args)
     assert again == 0 and len(pd.read_csv(out / "results.csv")) == len(results)
+
+
+def test_demos_in_the_buffer_are_paid_the_task_reward_plus_their_ot_reward(models: dict, tmp_path: Path) -> None:
+    """``rl_task_plus_rapl_demos.yaml`` end to end: each demo slot holds r_env + its own episode-end OT reward."""
+    import pickle
+
+    from robo_reward.envs.demos import collect_demos, write_dataset
+
+    demos = collect_demos("robo_reward/Push2D-v0", episodes=2, seed=100, env_kwargs={"obs_mode": "dict"})
+    write_dataset("robo_reward/rapl/push2d-expert-v0", demos, root=tmp_path / "minari")
+    run = tmp_path / "run"
+    code = main(["train", str(ROOT / "configs/rapl/rl_task_plus_rapl_demos.yaml"), "--run-dir", str(run),
+                 "--no-progress", "--set", f"reward.terms.0.checkpoint={models['ot']}",
+                 "--set", f"agent.demo_buffer.root={tmp_path / 'minari'}", "--set", "budget.total_timesteps=200",
+                 "--set", "budget.checkpoint_every=200", "--set", "eval.episodes=1",
+                 "--set", "agent.kwargs={learning_starts: 150, batch_size: 32, policy_kwargs: {net_arch: [16]}}"])
+    assert code == 0
+    with open(run / "checkpoints" / "step_200" / "replay_buffer.pkl", "rb") as f:
+        buffer = pickle.load(f)
+    ot = OTReward(str(models["ot"]), scale=50.0)
+    for i, ep in enumerate(demos):
+        expected = ep.rewards + ot.scale * ot.episode_rewards(ep.observations["pixels"][1:])
+        np.testing.assert_allclose(buffer.rewards[50 * i : 50 * (i + 1), 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(buffer.observations[:50, 0], demos[0].observations["state"][:50])
+    agent = pd.read_csv(run / "episodes.csv")
+    assert len(agent) == 4 and (agent["reward/rapl_ot_episode"] < 0).all()
