@@ -27,7 +27,8 @@ demonstrations; the expert's own random generator is seeded, so a seeded env plu
 from __future__ import annotations
 
 import abc
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 import gymnasium as gym
 import numpy as np
@@ -38,7 +39,7 @@ from robo_reward.envs.push2d.expert import Push2DExpert
 from robo_reward.envs.tabletop import TabletopEnv
 from robo_reward.envs.tasks import PickPlaceEnv, PushEnv, ReachEnv
 
-__all__ = ["ExpertAction", "ScriptedExpert", "keyframes", "make_expert"]
+__all__ = ["Expert", "ExpertAction", "ScriptedExpert", "keyframes", "make_expert"]
 
 OPEN, CLOSE = 1.0, -1.0
 
@@ -48,6 +49,17 @@ class ExpertAction(NamedTuple):
 
     action: np.ndarray
     phase: int
+
+
+class Expert(Protocol):
+    """What ``make_expert`` returns: ``reset()`` after ``env.reset``, then ``act() -> (action, phase)``."""
+
+    @property
+    def num_phases(self) -> int: ...
+
+    def reset(self) -> None: ...
+
+    def act(self) -> tuple[np.ndarray, int]: ...
 
 
 class ScriptedExpert(abc.ABC):
@@ -228,7 +240,7 @@ class PickPlaceExpert(ScriptedExpert):
         return bool(contacts.all() or (contacts.any() and near))
 
 
-EXPERTS: dict[type[gym.Env], type[Any]] = {
+EXPERTS: dict[type[gym.Env], Callable[..., Expert]] = {
     ReachEnv: ReachExpert,
     PushEnv: PushExpert,
     PickPlaceEnv: PickPlaceExpert,
@@ -236,7 +248,7 @@ EXPERTS: dict[type[gym.Env], type[Any]] = {
 }
 
 
-def make_expert(env: gym.Env, *, noise: float = 0.0, seed: int | None = None) -> Any:
+def make_expert(env: gym.Env, *, noise: float = 0.0, seed: int | None = None) -> Expert:
     """The scripted expert of ``env``'s task."""
     for task, expert in EXPERTS.items():
         if isinstance(env.unwrapped, task):

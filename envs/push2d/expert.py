@@ -26,6 +26,8 @@ class Push2DExpert:
     :param seed: noise seed.
     """
 
+    num_phases = 2  # 0: pushing towards the waypoint beside the zone, 1: into the goal
+
     def __init__(self, env: gym.Env, *, detour: float = 1.0, noise: float = 0.0, stop_after: int | None = None,
                  seed: int | None = 0) -> None:
         self.env: Any = env.unwrapped
@@ -33,8 +35,6 @@ class Push2DExpert:
         self.rng = np.random.default_rng(seed)
         self.t = 0
         self.stage = 0
-
-    num_phases = 2  # 0: pushing towards the waypoint beside the zone, 1: into the goal
 
     def reset(self) -> None:
         self.t, self.stage = 0, 0
@@ -70,7 +70,3 @@ class Push2DExpert:
         action = action + self.noise * self.rng.standard_normal(2)
         return np.clip(action, -1.0, 1.0).astype(np.float32), self.stage
 
-
-def make_expert(env: gym.Env, noise: float = 0.0, seed: int = 0, **kwargs: Any) -> Push2DExpert:
-    """The ``audit.expert`` factory: the zone-avoiding expert (detour 1) with ``noise``."""
-    return Push2DExpert(env, noise=noise, seed=seed, **kwargs)
