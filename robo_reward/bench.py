@@ -12,7 +12,10 @@ The table reports, per design, the final success rate and return as IQM with 95%
 env steps to reach the success (or return) threshold, the env steps its mean curve needs to reach the baseline's
 final level (and that as a fraction of the baseline's budget), the probability of improving on the baseline,
 wall time, and each ``eval.info_metrics`` key's final value (the env's ``info[key]`` at the final evaluation's
-episode ends: ``final_info/<key>`` in each run's summary) as IQM with its 95% CI.
+episode ends: ``final_info/<key>`` in each run's summary) as IQM with its 95% CI. Beside the final value it
+reports the late one (``late_<metric>``): each run's mean over its evaluations in the last quarter of its budget,
+because one final evaluation of an off-policy learner can swing from 1 to 0 between two checkpoints (SAC on
+Push2D did), and a design should not win or lose on which side of a swing its budget ends.
 """
 
 from __future__ import annotations
@@ -137,6 +140,16 @@ def _curves(out: Path, name: str, metric: str) -> list[tuple[np.ndarray, np.ndar
     return curves
 
 
+def _late(out: Path, name: str, seed: int, metric: str, budget: float) -> float:
+    """Mean of ``metric`` over the run's evaluations at or after 3/4 of ``budget``."""
+    csv = out / "runs" / name / f"seed{seed}" / "eval.csv"
+    if not csv.exists():
+        return float("nan")
+    ev = pd.read_csv(csv)
+    late = ev.loc[ev["timestep"] >= 0.75 * budget, metric] if metric in ev else pd.Series(dtype=float)
+    return float(late.mean()) if len(late) else float("nan")
+
+
 def _first_reaching(grid: np.ndarray, curve: np.ndarray, level: float) -> float | None:
     hit = np.flatnonzero(curve >= level - 1e-9)
     return float(grid[hit[0]]) if hit.size else None
@@ -147,9 +160,12 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
     res = pd.DataFrame(results)
     if res.empty:
         return res
-    res.sort_values(["name", "seed"]).to_csv(out / "results.csv", index=False)
     metric = EVAL_COLUMNS[designs[0].eval.metric]
     final_key = FINAL_KEYS[designs[0].eval.metric]
+    late_key = final_key.replace("final_", "late_", 1)
+    res[late_key] = [_late(out, r["name"], int(r["seed"]), metric, float(r.get("timesteps", np.nan)))
+                    for _, r in res.iterrows()]
+    res.sort_values(["name", "seed"]).to_csv(out / "results.csv", index=False)
     baseline = next((d.name for d in designs if not d.reward.terms), designs[0].name)
     curves = {d.name: _curves(out, d.name, metric) for d in designs}
     top = max((s.max() for runs in curves.values() for s, _ in runs if len(s)), default=1.0)
@@ -162,10 +178,10 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
         if r.empty:
             continue
         row: dict[str, Any] = {"design": d.name, "seeds": len(r)}
-        for key in ("final_success", "final_return", "final_progress", *info_columns(designs)):
+        for key in ("final_success", "final_return", "final_progress", late_key, *info_columns(designs)):
             if key not in r:
                 continue
-            vals = r[key].dropna().astype(float).to_numpy() if key.startswith("final_info/") \
+            vals = r[key].dropna().astype(float).to_numpy() if key.startswith(("final_info/", "late_")) \
                 else r[key].astype(float).to_numpy()
             lo, hi = bootstrap_ci(vals)
             row[f"{key}_iqm"], row[f"{key}_ci_low"], row[f"{key}_ci_high"] = iqm(vals), lo, hi
@@ -186,7 +202,7 @@ def summarize(out: Path, designs: Sequence[ExperimentConfig], results: Sequence[
     table = pd.DataFrame(rows)
     table.to_csv(out / "summary.csv", index=False)
     (out / "summary.md").write_text(_markdown(table, designs[0], baseline, base_final, final_key,
-                                              info_columns(designs)))
+                                              info_columns(designs), late_key))
     plot_bench(out, {k: v for k, v in curves.items() if v}, metric=metric, threshold=designs[0].eval.threshold)
     if metric != "final_progress" and "final_progress" in res and res["final_progress"].notna().any():
         progress = {d.name: _curves(out, d.name, "final_progress") for d in designs}
@@ -216,8 +232,9 @@ def _ci(row: pd.Series, key: str) -> str:
 
 
 def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_final: float,
-              final_key: str, info: Sequence[str] = ()) -> str:
+              final_key: str, info: Sequence[str] = (), late_key: str | None = None) -> str:
     metric = final_key.removeprefix("final_")
+    late = late_key is not None and f"{late_key}_iqm" in table
     progress = "final_progress_iqm" in table and bool(table["final_progress_iqm"].notna().any())
     info_head = "".join(f"{key.removeprefix('final_info/')} | " for key in info)
     lines = [
@@ -225,11 +242,14 @@ def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_
         f"Final {metric} IQM with 95% bootstrap CI over seeds; threshold {first.eval.metric} >= "
         f"{first.eval.threshold}; baseline `{baseline}` (final mean {base_final:.3g}"
         + ("" if _defined_level(base_final, final_key) else "; steps to the baseline's final level are undefined")
-        + ").", "",
+        + ")." + (f" Late {metric}: each run's mean over its evaluations in the last quarter of its budget."
+                  if late else ""), "",
         "| design | seeds | final success | final return | " + ("final progress | " if progress else "")
+        + (f"late {metric} | " if late else "")
         + info_head + "reached threshold | steps to threshold (IQM) | steps to baseline's final | fraction of budget "
         "| P(improve) | wall time (s) |",
-        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if progress else "") + "---|" * len(info),
+        "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if progress else "") + ("---|" if late else "")
+        + "---|" * len(info),
     ]
     if info:
         names = ", ".join(f"`{key.removeprefix('final_info/')}`" for key in info)
@@ -240,6 +260,7 @@ def _markdown(table: pd.DataFrame, first: ExperimentConfig, baseline: str, base_
         lines.append(
             f"| {row['design']} | {row['seeds']} | {_ci(row, 'final_success')} | {_ci(row, 'final_return')} | "
             + (f"{_ci(row, 'final_progress')} | " if progress else "")
+            + (f"{_ci(row, late_key)} | " if late and late_key else "")
             + "".join(f"{_ci(row, key)} | " for key in info)
             + f"{row['reached_threshold']} | {_num(row['steps_to_threshold_iqm'])} | "
             f"{_num(row['steps_to_baseline_final'])} | {_num(frac, 2)} | {_num(row['p_improve_vs_baseline'], 2)} | "

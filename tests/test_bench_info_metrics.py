@@ -114,3 +114,33 @@ def test_normalized_return_scores_the_episode_at_its_last_step_only() -> None:
         assert infos[-1]["episode_return"] == 5.0 and infos[-1]["normalized_return"] == pytest.approx(2.0)
     with pytest.raises(ValueError, match="low != high"):
         NormalizedReturn(_Counting(), low=1.0, high=1.0)
+
+
+def test_bench_reports_the_late_success_over_the_last_quarter_of_each_run(tmp_path: Path) -> None:
+    """Seed 0 swings 1 -> 0 at its final evaluation, seed 1 holds 1: the late success (mean over evaluations
+    at or after 3/4 of the budget: 30 and 40 of 40) is 0.5 and 1, not the final 0 and 1 nor all evals' mean."""
+    from robo_reward.bench import summarize
+
+    cfg = _config(tmp_path, [])
+    cfg.eval.metric = "success"
+    curves = {0: [0.0, 0.0, 1.0, 1.0, 0.0], 1: [0.0, 1.0, 1.0, 1.0, 1.0]}
+    results = []
+    for seed, curve in curves.items():
+        run = tmp_path / "bench" / "runs" / "counting" / f"seed{seed}"
+        run.mkdir(parents=True)
+        pd.DataFrame({"timestep": [0, 10, 20, 30, 40], "success_rate": curve,
+                      "return_mean": curve}).to_csv(run / "eval.csv", index=False)
+        results.append({"name": "counting", "seed": seed, "timesteps": 40, "final_success": curve[-1],
+                        "final_return": curve[-1], "final_progress": None, "steps_to_threshold": None,
+                        "wall_time": 1.0})
+    table = summarize(tmp_path / "bench", [cfg], results)
+    per_run = pd.read_csv(tmp_path / "bench" / "results.csv").set_index("seed")["late_success"]
+    assert per_run.to_dict() == {0: 0.5, 1: 1.0}
+    row = table.set_index("design").loc["counting"]
+    assert row["late_success_iqm"] == pytest.approx(0.75)
+    assert row["final_success_iqm"] == pytest.approx(0.5)
+    md = (tmp_path / "bench" / "summary.md").read_text().splitlines()
+    header = next(line for line in md if line.startswith("| design"))
+    counting = next(line for line in md if line.startswith("| counting"))
+    assert "| late success |" in header and "0.75 [0.5, 1]" in counting
+    assert header.count("|") == counting.count("|")
