@@ -2,8 +2,9 @@
 # RAPL benchmark: (1) alignment, Spearman(hidden preference return, reward) on held-out Push2D rollouts for RAPL,
 # RLHF and the unaligned OT reward at 25/50/150 oracle triplets, 5 seeds, plus the square-embodiment transfer,
 # with the autoencoder-pretrained encoder (the config's default) and, as an ablation, the seeded random CNN;
-# (2) EpisodicSAC (40k env steps, 20 expert demos in the buffer, 3 seeds) with each reward: task success, time in
-# the red zone, the preference return. Runs go to runs/rapl/ (git-ignored); the tables and plots are copied here. torch threads 1.
+# (2) EpisodicSAC (40k env steps, 20 expert demos in the buffer, 5 seeds) with the task reward, the privileged GT
+# preference and the task reward plus the RAPL term: task success, time in the red zone, the preference return; and
+# the same on the square embodiment (transfer). Runs go to runs/rapl/ (git-ignored); the tables and plots are copied here. torch threads 1.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1
@@ -18,11 +19,21 @@ done
 # RL from 20 zone-avoiding expert demos in the replay buffer (each paid by the design's own reward), 40k steps
 .venv/bin/robo-reward collect-demos Push2D --episodes 20 --env-kwargs '{"obs_mode": "dict"}' --only-success \
   --dataset-id robo_reward/rapl/push2d-expert-v0 --root runs/rapl/minari --seed 100000
+.venv/bin/robo-reward collect-demos Push2DSquare --episodes 20 --env-kwargs '{"obs_mode": "dict"}' --only-success \
+  --dataset-id robo_reward/rapl/push2dsquare-expert-v0 --root runs/rapl/minari --seed 100000
+# 5 seeds: task reward, privileged GT preference, task + RAPL term
 .venv/bin/robo-reward bench configs/rapl/rl_task_demos.yaml configs/rapl/rl_gt_demos.yaml \
-  configs/rapl/rl_rapl_demos.yaml configs/rapl/rl_rlhf_demos.yaml configs/rapl/rl_unaligned_demos.yaml \
-  --seeds 3 --jobs 2 --out runs/rapl/rl_sac_demos --no-progress
-mkdir -p benchmarks/rapl/rl_sac_demos
-cp runs/rapl/rl_sac_demos/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/rl_sac_demos/
-# Earlier RL tables (benchmarks/rapl/before_reach_fix/: no demos, 20k steps, before the reset and SAC-sampling
-# fixes) came from the same bench over rl_task/rl_gt/rl_rapl/rl_rlhf/rl_unaligned.yaml and
-# rl_task/rl_task_plus_rapl/rl_task_plus_rlhf.yaml.
+  configs/rapl/rl_task_plus_rapl_demos.yaml --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_5seeds --no-progress
+# transfer: the same designs on the square embodiment (encoder aligned on disc videos, square demos)
+.venv/bin/robo-reward bench configs/rapl/rl_task_square_demos.yaml configs/rapl/rl_task_plus_rapl_square_demos.yaml \
+  --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_square --no-progress
+for d in rl_sac_demos_5seeds rl_sac_demos_square; do
+  mkdir -p benchmarks/rapl/$d
+  cp runs/rapl/$d/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/$d/
+done
+# Earlier RL tables, kept for the record:
+# - rl_sac_demos/ (3 seeds, ninth session): the bench over rl_task_demos, rl_gt_demos, rl_task_plus_rapl_demos and
+#   rl_task_plus_rlhf_demos.yaml; rl_sac_demos_reward_only/ (seed 0): rl_task_demos, rl_rapl_demos, rl_rlhf_demos
+#   and rl_unaligned_demos.yaml.
+# - before_reach_fix/ (no demos, 20k steps, before the reset and SAC-sampling fixes): the same bench over
+#   rl_task/rl_gt/rl_rapl/rl_rlhf/rl_unaligned.yaml and rl_task/rl_task_plus_rapl/rl_task_plus_rlhf.yaml.
