@@ -295,7 +295,7 @@ def test_decoy_rollouts_run_on_a_table_top_goal_box() -> None:
     cfg = DataConfig(episodes={"decoy": 2}, noise=0.0)
     data = collect_progress_data("robo_reward/Push-v0", {"default": {}}, cfg, cameras=["top"], anchor_camera="top",
                                  image_size=16, seed=0)
-    assert len(data.start_row) == 2 and 0.0 <= data.progress.min() and data.progress.max() <= 1.0
+    assert len(data.start_row) == 2 and data.progress.min() >= 0.0 and data.progress.max() <= 1.0
     env = gym.make("robo_reward/Push-v0")
     env.reset(seed=0)
     base = env.unwrapped

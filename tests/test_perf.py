@@ -65,7 +65,7 @@ def test_pixel_perf_measures_render_only_against_the_dopamine_reward(tmp_path) -
     assert "| 2 | grm_hop |" in (tmp_path / "pixel" / "perf.md").read_text()
     with pytest.raises(ValueError, match="start with the baseline"):
         run_pixel_perf(modes=("grm_hop",))
-    with pytest.raises(ValueError, match="robo_reward.pixel_perf"):
+    with pytest.raises(ValueError, match=r"robo_reward\.pixel_perf"):
         run_pixel_perf(n_envs=(1,), steps=2, repeats=1, modes=("render", "no_such_mode"))
 
 
