@@ -21,9 +21,10 @@ done
   --dataset-id robo_reward/rapl/push2d-expert-v0 --root runs/rapl/minari --seed 100000
 .venv/bin/robo-reward collect-demos Push2DSquare --episodes 20 --env-kwargs '{"obs_mode": "dict"}' --only-success \
   --dataset-id robo_reward/rapl/push2dsquare-expert-v0 --root runs/rapl/minari --seed 100000
-# 5 seeds: task reward, privileged GT preference, task + RAPL term
+# 5 seeds: task reward, privileged GT preference, task + RAPL term, task + RLHF term
 .venv/bin/robo-reward bench configs/rapl/rl_task_demos.yaml configs/rapl/rl_gt_demos.yaml \
-  configs/rapl/rl_task_plus_rapl_demos.yaml --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_5seeds --no-progress
+  configs/rapl/rl_task_plus_rapl_demos.yaml configs/rapl/rl_task_plus_rlhf_demos.yaml --seeds 5 --jobs 2 \
+  --out runs/rapl/rl_sac_demos_5seeds --no-progress
 # transfer: the same designs on the square embodiment (encoder aligned on disc videos, square demos)
 .venv/bin/robo-reward bench configs/rapl/rl_task_square_demos.yaml configs/rapl/rl_task_plus_rapl_square_demos.yaml \
   --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_square --no-progress
