@@ -415,7 +415,9 @@ def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
 
     A variant config names its parent with ``base: parent.yaml`` (or a list of parents, merged left to right)
     and holds only what differs: mappings deep-merge, lists and scalars replace, and a mapping over a list of
-    named entries patches them by name (:func:`deep_merge`).
+    named entries patches them by name (:func:`deep_merge`). One rule is specific to the experiment schema: a
+    variant that sets another ``agent.algo`` than its base's does not inherit the base's ``agent.kwargs``, which
+    are that algorithm's constructor arguments (PPO's ``n_epochs`` is not a parameter of SAC).
     """
     path = Path(path).resolve()
     if path in _chain:
@@ -429,8 +431,16 @@ def read_config_data(path: str | Path, _chain: tuple[Path, ...] = ()) -> dict[st
     for base in [bases] if isinstance(bases, str) else list(bases):
         if not isinstance(base, str):
             raise ConfigError(f"{path}: base: must name a YAML file (or a list of them), got {base!r}")
-        merged = deep_merge(merged, read_config_data(path.parent / base, (*_chain, path)))
-    return deep_merge(merged, data)
+        merged = _merge_variant(merged, read_config_data(path.parent / base, (*_chain, path)))
+    return _merge_variant(merged, data)
+
+
+def _merge_variant(base: Mapping[str, Any], delta: Mapping[str, Any]) -> dict[str, Any]:
+    agent, patch = base.get("agent"), delta.get("agent")
+    if (isinstance(agent, Mapping) and isinstance(patch, Mapping) and "algo" in patch and "algo" in agent
+            and patch["algo"] != agent["algo"]):
+        base = {**base, "agent": {k: v for k, v in agent.items() if k != "kwargs"}}
+    return deep_merge(base, delta)
 
 
 def load_config_data(path: str | Path | Mapping[str, Any], overrides: Sequence[str] = ()) -> tuple[dict[str, Any], str]:

@@ -95,6 +95,19 @@ def test_base_deep_merges_and_replaces_lists(tmp_path: Path) -> None:
     assert load_config(grandchild).agent.kwargs["gamma"] == 0.95
 
 
+def test_a_variant_with_another_algo_does_not_inherit_the_base_agent_kwargs(tmp_path: Path) -> None:
+    _write(tmp_path, "ppo.yaml", {"env": {"id": "Pendulum-v1"}, "agent": {"algo": "PPO", "policy": "MlpPolicy",
+                                                                         "kwargs": {"n_epochs": 5, "gamma": 0.9}}})
+    sac = load_config(_write(tmp_path, "sac.yaml", {"base": "ppo.yaml", "agent": {"algo": "SAC",
+                                                                               "kwargs": {"tau": 0.01}}}))
+    assert (sac.agent.algo, sac.agent.policy, sac.agent.kwargs) == ("SAC", "MlpPolicy", {"tau": 0.01})
+    same = load_config(_write(tmp_path, "ppo2.yaml", {"base": "ppo.yaml", "agent": {"algo": "PPO",
+                                                                                 "kwargs": {"gamma": 0.99}}}))
+    assert same.agent.kwargs == {"n_epochs": 5, "gamma": 0.99}
+    bare = load_config(_write(tmp_path, "bare.yaml", {"base": "sac.yaml", "seed": 3}))
+    assert bare.agent.kwargs == {"tau": 0.01}
+
+
 def test_a_mapping_patches_the_base_terms_by_name(tmp_path: Path) -> None:
     rnd = {"name": "rnd", "lr": 0.001, "model": {"hidden": [64], "out": 8}}
     _write(tmp_path, "parent.yaml", {"env": {"id": "CartPole-v1"}, "reward": {"terms": [
