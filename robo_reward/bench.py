@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from robo_reward.config import EVAL_COLUMNS, FINAL_KEYS, ExperimentConfig
 from robo_reward.errors import UserError
@@ -69,15 +70,29 @@ def _run_one(cfg_json: str, seed: int, run_dir: str) -> dict[str, Any]:
 
 
 def _extends(design: ExperimentConfig, run_dir: Path, summary: dict[str, Any]) -> bool:
-    """Whether a finished run is to be continued to ``design``'s larger budget; one trained past it is an error.
+    """Whether a finished run is to be continued to ``design``'s larger budget; one run to a larger one is an error.
 
-    A vector env steps ``n_envs`` at a time, so a run ends up to ``n_envs - 1`` steps past its budget.
+    The run's own ``config.yaml`` says what budget it ran to: its step count can pass that budget by up to one
+    collection (a vector step for SAC, a whole ``n_steps x n_envs`` rollout for PPO). Without a budget there, the
+    step count is compared, allowing ``n_envs - 1`` steps past it.
     """
     budget, done = design.budget.total_timesteps, int(summary["timesteps"])
-    if done >= budget + design.env.n_envs:
-        raise UserError(f"{run_dir} finished at {done} env steps but design {design.name!r} asks for {budget}: "
-                         f"pass the budget it was run with (--set budget.total_timesteps={done}) or another --out")
-    return done < budget
+    ran_to = _run_budget(run_dir)
+    if ran_to is None:
+        ran_to = done if done >= budget + design.env.n_envs else min(done, budget)
+    if ran_to > budget:
+        raise UserError(f"{run_dir} was run to {ran_to} env steps but design {design.name!r} asks for {budget}: "
+                         f"pass the budget it was run with (--set budget.total_timesteps={ran_to}) or another --out")
+    return ran_to < budget
+
+
+def _run_budget(run_dir: Path) -> int | None:
+    path = run_dir / "config.yaml"
+    try:
+        value = (yaml.safe_load(path.read_text()) or {}).get("budget", {}).get("total_timesteps")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+    return int(value) if isinstance(value, int) else None
 
 
 def bench_plan(designs: Sequence[ExperimentConfig], out: Path,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -135,6 +136,21 @@ def test_bench_runs_seed_major_and_skips_undefined_baseline_level(tmp_path) -> N
     assert _defined_level(-300.0, "final_return") and not _defined_level(float("nan"), "final_return")
 
 
+def test_bench_again_skips_a_ppo_run_that_ended_past_its_budget_on_a_rollout_boundary(tmp_path) -> None:
+    """PPO stops after the rollout that crosses the budget (here 200 -> 256 with 2 x 64-step rollouts); the same
+    bench started again finds the run finished and neither retrains nor refuses it."""
+    cfg = write_config(tmp_path, budget={"total_timesteps": 200, "checkpoint_every": 128},
+                       eval={"every": 128, "episodes": 1, "metric": "return", "threshold": -1200})
+    out = tmp_path / "bench"
+    args = ["bench", str(cfg), "--seeds", "1", "--jobs", "1", "--out", str(out), "--no-progress"]
+    assert main(args) == 0
+    run = out / "runs" / "pend" / "seed0"
+    assert json.loads((run / "summary.json").read_text())["timesteps"] == 256
+    first = (run / "eval.csv").read_text()
+    assert main(args) == 0
+    assert (run / "eval.csv").read_text() == first
+
+
 def test_bench_with_a_larger_budget_extends_finished_runs_and_refuses_a_smaller_one(tmp_path, capsys) -> None:
     import pickle
 
@@ -164,5 +180,5 @@ def test_bench_with_a_larger_budget_extends_finished_runs_and_refuses_a_smaller_
     designs = (out / "designs.json").read_text()
     assert main(args) == 2
     err = capsys.readouterr().err
-    assert "finished at 256 env steps" in err and "budget.total_timesteps=256" in err and "Traceback" not in err
+    assert "was run to 256 env steps" in err and "budget.total_timesteps=256" in err and "Traceback" not in err
     assert (out / "designs.json").read_text() == designs  # a refused call leaves the bench folder as it was
