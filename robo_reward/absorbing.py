@@ -88,7 +88,7 @@ class AbsorbingStateWrapper(gym.Wrapper, gym.utils.RecordConstructorArgs):
 def add_absorbing_states(batch: TransitionBatch) -> TransitionBatch:
     """Expert transitions as the wrapper would have produced them: a 0 flag on every state, and every terminated
     transition ``(s_T, a, s')`` replaced by ``(s_T, a, s_a)`` followed by ``(s_a, 0, s_a)`` (truncated)."""
-    if not isinstance(batch.obs, np.ndarray) or batch.obs.ndim != 2:
+    if not isinstance(batch.obs, np.ndarray) or not isinstance(batch.next_obs, np.ndarray) or batch.obs.ndim != 2:
         raise ValueError("add_absorbing_states needs flat array observations of shape (N, obs_dim)")
     n, dim = batch.obs.shape
     absorbing = np.zeros(dim + 1, dtype=np.float32)

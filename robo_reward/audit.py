@@ -21,7 +21,7 @@ import importlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, SupportsFloat, cast
 
 import gymnasium as gym
 import numpy as np
@@ -109,7 +109,7 @@ def rollout(cfg: ExperimentConfig, behaviour: str, *, episodes: int, seed: int, 
         obs, rewards, dones, infos = venv.step(actor.act(obs))
         for i, info in enumerate(infos):
             if episode[i] < episodes:
-                row = {k: float(v) for k, v in info.items() if k.startswith("reward/") and np.isscalar(v)}
+                row = {k: float(cast(SupportsFloat, v)) for k, v in info.items() if k.startswith("reward/") and np.isscalar(v)}
                 if design is None:
                     row["reward/extrinsic"] = float(rewards[i])
                 row.update(episode=int(episode[i]), t=int(t[i]), paid=float(rewards[i]),

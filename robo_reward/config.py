@@ -52,9 +52,9 @@ class EnvConfig(_Strict):
 
     id: str
     kwargs: dict[str, Any] = Field(default_factory=dict)
-    n_envs: int = Field(4, ge=1)
+    n_envs: int = Field(default=4, ge=1)
     vec_env: Literal["dummy", "subproc"] = "dummy"
-    max_episode_steps: int | None = Field(None, ge=1)
+    max_episode_steps: int | None = Field(default=None, ge=1)
     wrappers: list[WrapperConfig] = Field(default_factory=list)
     policy_obs: str | None = None  # key of a dict observation the agent sees (the reward still sees all of it)
 
@@ -90,11 +90,11 @@ class WarmStartConfig(_Strict):
 
     dataset: str  # Minari dataset id (under root) or folder
     root: str | None = None
-    episodes: int | None = Field(None, ge=1)  # first N episodes; all when unset
+    episodes: int | None = Field(default=None, ge=1)  # first N episodes; all when unset
     obs_key: str | None = None  # key of dict demo observations; defaults to env.policy_obs
-    epochs: int = Field(200, ge=1)
-    batch_size: int = Field(256, ge=1)
-    lr: float = Field(1e-3, gt=0)
+    epochs: int = Field(default=200, ge=1)
+    batch_size: int = Field(default=256, ge=1)
+    lr: float = Field(default=1e-3, gt=0)
     log_std: float | None = -1.0  # the policy's log std after cloning; null keeps the initial one
 
 
@@ -108,8 +108,8 @@ class DemoBufferConfig(_Strict):
 
     dataset: str  # Minari dataset id (under root) or folder
     root: str | None = None
-    episodes: int | None = Field(None, ge=1)  # first N episodes; all when unset
-    fraction: float = Field(1.0, gt=0, le=1)
+    episodes: int | None = Field(default=None, ge=1)  # first N episodes; all when unset
+    fraction: float = Field(default=1.0, gt=0, le=1)
     obs_key: str | None = None  # key of dict demo observations the policy sees; defaults to env.policy_obs
 
 
@@ -120,7 +120,7 @@ class AgentConfig(_Strict):
     policy: str = "MlpPolicy"
     kwargs: dict[str, Any] = Field(default_factory=dict)
     relabel: bool | None = None  # off-policy: recompute rewards at sample time (default: when the reward has terms)
-    torch_threads: int = Field(1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
+    torch_threads: int = Field(default=1, ge=1)  # small nets gain little from more; on a busy CPU more threads thrash
     warm_start: WarmStartConfig | None = None  # behaviour cloning on demos before RL (PPO/A2C, Box actions)
     demo_buffer: DemoBufferConfig | None = None  # off-policy: demos written into the replay buffer before RL
     backend: Literal["sb3", "rllib"] = "sb3"  # rllib: Ray RLlib's PPO (robo_reward.agents.rllib; the ray extra)
@@ -128,8 +128,8 @@ class AgentConfig(_Strict):
 
 
 class BudgetConfig(_Strict):
-    total_timesteps: int = Field(50_000, ge=1)
-    checkpoint_every: int = Field(10_000, ge=1)
+    total_timesteps: int = Field(default=50_000, ge=1)
+    checkpoint_every: int = Field(default=10_000, ge=1)
 
 
 EVAL_COLUMNS = {"success": "success_rate", "return": "return_mean", "progress": "final_progress"}
@@ -139,10 +139,10 @@ FINAL_KEYS = {"success": "final_success", "return": "final_return", "progress": 
 class EvalConfig(_Strict):
     """Evaluation on the env's own reward (never the designed one), every ``every`` env steps."""
 
-    every: int = Field(5_000, ge=1)
-    episodes: int = Field(10, ge=1)
+    every: int = Field(default=5_000, ge=1)
+    episodes: int = Field(default=10, ge=1)
     env_kwargs: dict[str, Any] = Field(default_factory=dict)  # overrides for the eval env (e.g. obs_mode: state)
-    n_envs: int = Field(1, ge=1)
+    n_envs: int = Field(default=1, ge=1)
     deterministic: bool = True
     metric: Literal["success", "return", "progress"] = "success"  # progress: the env's info["progress"] at the end
     threshold: float = 0.9
@@ -156,14 +156,16 @@ class LoggingConfig(_Strict):
     progress: bool = True
 
 
+Behaviour = Literal["random", "expert", "policy"]
+
+
 class AuditConfig(_Strict):
     """What ``robo-reward audit`` rolls out (:mod:`robo_reward.audit`)."""
 
-    behaviours: list[Literal["random", "expert", "policy"]] = Field(
-        default_factory=lambda: ["random", "expert", "policy"])
+    behaviours: list[Behaviour] = Field(default_factory=lambda: list(get_args(Behaviour)))
     expert: str | None = None  # "module:function" building a scripted expert, f(env, noise=, seed=)
     expert_noise: list[float] = Field(default_factory=lambda: [0.0, 0.3])
-    episodes: int = Field(10, ge=1)
+    episodes: int = Field(default=10, ge=1)
     seed: int = 12_345
 
 

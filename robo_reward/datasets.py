@@ -79,7 +79,7 @@ class Episode:
         return self.observations[camera]
 
 
-def keyframes(phases: Sequence[int], num_phases: int) -> np.ndarray:
+def keyframes(phases: Sequence[int] | np.ndarray, num_phases: int) -> np.ndarray:
     """Keyframes K_0..K_N of a demonstration from its per-step phase labels.
 
     K_j (j < N) is the first step labelled with phase j or later, K_N the last step. Phases the demo never
@@ -252,7 +252,9 @@ def episodes_to_transitions(episodes: Sequence[EpisodeArrays]) -> tuple[Transiti
         parts["truncated"].append(np.asarray(ep["truncations"], dtype=bool))
         ids.append(np.full(len(act), i))
     cat = {k: np.concatenate(v) for k, v in parts.items()}
-    return TransitionBatch(**cat), np.concatenate(ids)
+    batch = TransitionBatch(cat["obs"], cat["action"], cat["next_obs"], cat["reward"], cat["terminated"],
+                            cat["truncated"])
+    return batch, np.concatenate(ids)
 
 
 def load_episodes(source: str | os.PathLike[str], *, max_episodes: int | None = None) -> list[dict[str, np.ndarray]]:
@@ -330,7 +332,7 @@ def save_npz(
         extra["ref_min_score"] = np.float64(ref_min_score)
     if ref_max_score is not None:
         extra["ref_max_score"] = np.float64(ref_max_score)
-    np.savez(path, episode_id=ids, **{k: getattr(batch, k) for k in NPZ_KEYS}, **extra)
+    np.savez(path, episode_id=ids, **{k: getattr(batch, k) for k in NPZ_KEYS}, **extra)  # type: ignore[arg-type]
 
 
 def save_minari(

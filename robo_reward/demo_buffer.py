@@ -20,7 +20,7 @@ import numpy as np
 from stable_baselines3.common.buffers import ReplayBuffer
 
 from robo_reward.episodic import find_episodic
-from robo_reward.protocol import Obs, Reward, TransitionBatch
+from robo_reward.protocol import Obs, Reward, TransitionBatch, _concat
 from robo_reward.sb3 import _Relabeling
 
 
@@ -101,7 +101,12 @@ def fill_replay_buffer(buffer: ReplayBuffer, episodes: Sequence[Any], *, reward:
     :param scale_action: the policy's action scaling into [-1, 1] (SB3 stores scaled Box actions).
     """
     relabels = isinstance(buffer, _Relabeling)
-    obs_l, next_l, act_l, rew_l, done_l, info_l = [], [], [], [], [], []
+    obs_l: list[Obs] = []
+    next_l: list[Obs] = []
+    act_l: list[np.ndarray] = []
+    rew_l: list[np.ndarray] = []
+    done_l: list[np.ndarray] = []
+    info_l: list[dict[str, Any]] = []
     extras_l: dict[str, list[np.ndarray]] = {}
     for ep in episodes:
         designed, states = replay_through_reward(ep, reward, num_envs)
@@ -123,14 +128,12 @@ def fill_replay_buffer(buffer: ReplayBuffer, episodes: Sequence[Any], *, reward:
             extras_l.setdefault(key, []).append(value)
     if not act_l:
         raise ValueError("no demo episodes to add; check agent.demo_buffer.dataset, episodes and fraction")
-    cat = (lambda parts: {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}) if isinstance(
-        obs_l[0], dict) else np.concatenate
-    all_obs, all_next = cat(obs_l), cat(next_l)
+    all_obs, all_next = _concat(obs_l), _concat(next_l)
     actions, rewards, dones = np.concatenate(act_l), np.concatenate(rew_l), np.concatenate(done_l)
     extras = {k: np.concatenate(v) for k, v in extras_l.items()}
     total, n = len(actions), buffer.n_envs
-    expected = buffer.observation_space.shape if not isinstance(all_obs, dict) else None
-    if expected is not None and all_obs.shape[1:] != expected:
+    expected = buffer.observation_space.shape
+    if not isinstance(all_obs, dict) and expected is not None and all_obs.shape[1:] != expected:
         raise ValueError(f"demo observations have shape {all_obs.shape[1:]} but the replay buffer stores "
                          f"{expected}; record the demos on the training env's variant and observation mode")
     for start in range(0, total, n):

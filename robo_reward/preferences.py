@@ -197,7 +197,7 @@ class PreferenceOracle:
         self.tie_eps = float(tie_eps)
         self.rng = np.random.default_rng(seed)
 
-    def rank(self, items: Sequence[int]) -> RankedTriplet:
+    def rank(self, items: Iterable[int]) -> RankedTriplet:
         """The oracle's ranking of three items."""
         order = sorted((int(i) for i in items), key=lambda i: -self.scores[i])
         equal = bool(self.scores[order[0]] - self.scores[order[2]] <= self.tie_eps)

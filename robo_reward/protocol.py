@@ -93,7 +93,7 @@ class TransitionBatch:
     terminated: np.ndarray
     truncated: np.ndarray
     infos: Sequence[Mapping[str, Any]] = ()
-    env_ids: np.ndarray = field(default=None)  # type: ignore[assignment]
+    env_ids: np.ndarray = field(default=None)  # type: ignore[arg-type]
     extras: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -327,10 +327,10 @@ def same_shape(a: gym.Space, b: gym.Space) -> bool:
     """Whether two spaces hold values of the same kind and shape (bounds and dtype may differ)."""
     if type(a) is not type(b):
         return False
-    if isinstance(a, gym.spaces.Dict):
-        return set(a) == set(b) and all(same_shape(a[k], b[k]) for k in a)  # type: ignore[index]
-    if isinstance(a, gym.spaces.Discrete):
-        return a.n == b.n  # type: ignore[attr-defined]
+    if isinstance(a, gym.spaces.Dict) and isinstance(b, gym.spaces.Dict):
+        return set(a) == set(b) and all(same_shape(a[k], b[k]) for k in a)
+    if isinstance(a, gym.spaces.Discrete) and isinstance(b, gym.spaces.Discrete):
+        return a.n == b.n
     return a.shape == b.shape
 
 

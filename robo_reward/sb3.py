@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -88,7 +88,8 @@ class RewardVecEnvWrapper(VecEnvWrapper):
         self.venv.step_async(actions)
 
     def step_wait(self) -> tuple[Obs, np.ndarray, np.ndarray, list[dict[str, Any]]]:
-        obs, rewards, dones, infos = self.venv.step_wait()
+        step_obs, rewards, dones, infos = self.venv.step_wait()
+        obs = cast(Obs, step_obs)  # a tuple observation is rejected by the first step's check below
         if self._obs is None or self._actions is None:
             raise RuntimeError("RewardVecEnvWrapper.step() called before reset()")
         any_done = np.count_nonzero(dones) > 0
@@ -319,8 +320,8 @@ class RelabelingDictReplayBuffer(_Relabeling, DictReplayBuffer):
         super().__init__(*args, **kwargs)
         self.reward, self.extrinsic_weight = reward, float(extrinsic_weight)
 
-    def add(self, obs: dict[str, np.ndarray], next_obs: dict[str, np.ndarray], action: np.ndarray,
-            reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]],
+    def add(self, obs: dict[str, np.ndarray], next_obs: dict[str, np.ndarray],  # type: ignore[override]
+            action: np.ndarray, reward: np.ndarray, done: np.ndarray, infos: list[dict[str, Any]],
             extras: Mapping[str, np.ndarray] | None = None) -> None:
         self._store_extras(extras)
         super().add(obs, next_obs, action, self.extrinsic(reward, infos), done, infos)

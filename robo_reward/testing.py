@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -26,7 +26,7 @@ class ChainEnv(gym.Env):
     ``[position / length, steps / max_steps]``, so the final and the reset observations always differ.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": []}
+    metadata = {"render_modes": []}  # noqa: RUF012  (Gymnasium declares it an instance attribute)
 
     def __init__(self, length: int = 5, max_steps: int = 8, continuous: bool = False, slip: float = 0.0) -> None:
         self.length, self.max_steps, self.slip = length, max_steps, slip

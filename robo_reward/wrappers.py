@@ -144,7 +144,7 @@ class RewardVectorWrapper(VectorWrapper):
 
     def reset(self, *, seed: int | list[int] | None = None,
               options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        obs, infos = self.env.reset(seed=seed, options=options)
+        obs, infos = self.env.reset(seed=seed, options=options)  # type: ignore[arg-type]
         mask = np.asarray((options or {}).get("reset_mask", np.ones(self.num_envs, dtype=bool)), dtype=bool)
         self.evaluator.reset(obs, mask)
         self._obs = _copy(obs)
@@ -166,7 +166,7 @@ class RewardVectorWrapper(VectorWrapper):
             next_obs[rows] = np.stack([finals[i] for i in rows])
         return next_obs
 
-    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+    def step(self, actions: Any) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:  # type: ignore[override]
         obs, r, terminated, truncated, infos = self.env.step(actions)
         n = self.num_envs
         done = np.logical_or(terminated, truncated)

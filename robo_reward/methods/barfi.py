@@ -60,6 +60,11 @@ class Features(nn.Module):
     :param scale: per-dim divisor (linear).
     """
 
+    low: torch.Tensor
+    span: torch.Tensor
+    scale: torch.Tensor
+    coeffs: torch.Tensor
+
     def __init__(self, kind: Literal["grid", "fourier", "linear"], obs_dim: int, *, low: Sequence[float] | None = None,
                  high: Sequence[float] | None = None, bins: int = 10, order: int = 3,
                  scale: Sequence[float] | None = None) -> None:

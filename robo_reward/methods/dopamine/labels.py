@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 
-def sample_points(keyframes: Sequence[int], *, sample_factor: int = 1,
+def sample_points(keyframes: Sequence[int] | np.ndarray, *, sample_factor: int = 1,
                   points_per_segment: int | None = None) -> np.ndarray:
     """Frame indices s_0..s_M with the same number of points in every keyframe segment.
 

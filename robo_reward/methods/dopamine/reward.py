@@ -186,6 +186,7 @@ class ProgressPotential(Potential):
         phi_f = h.get("forward")
         phi_b = 1.0 + h["backward"] if "backward" in h else None
         if self.consistency:
+            assert phi_f is not None and phi_b is not None
             delta_i = phi_i - self._phi_i[ids] if phi_i is not None else np.zeros(len(ids))
             fused = consistency_update(self._phi[ids], phi_f, phi_b, delta_i, alpha=self.alpha, eps=self.eps)
         else:

@@ -285,7 +285,7 @@ def predicted_progress(model: ProgressModel, views: Mapping[str, np.ndarray], fi
         start = np.asarray(first[model.anchor_camera])[0]
     emb_start, emb_goal = model.embed_anchors(start[None]), model.embed_anchors(goal[None])
     goal_state = model.anchor_as_state(emb_goal)
-    first = model.embed_states(first)
+    emb_first = model.embed_states(first)
     out = np.empty(n)
     for lo in range(0, n, batch):
         rows = slice(lo, min(n, lo + batch))
@@ -294,7 +294,7 @@ def predicted_progress(model: ProgressModel, views: Mapping[str, np.ndarray], fi
             out[rows] = model.progress(emb_start, emb_goal, emb)
             continue
         k = len(emb)
-        fwd = model.hop(emb_start, emb_goal, np.repeat(first, k, axis=0), emb)
+        fwd = model.hop(emb_start, emb_goal, np.repeat(emb_first, k, axis=0), emb)
         bwd = model.hop(emb_start, emb_goal, np.repeat(goal_state, k, axis=0), emb)
         out[rows] = np.clip(0.5 * (fwd + 1.0 + bwd), 0.0, 1.0)
     return out

@@ -153,6 +153,7 @@ class GAILReward(Reward):
         self.penalty_one_sided, self.penalty_noise_std = penalty_one_sided, penalty_noise_std
         self.reward_form, self.absorbing = reward_form, absorbing
         self.expert = self._load_expert(expert, max_expert_episodes, absorbing)
+        assert isinstance(self.expert.obs, np.ndarray)
         obs_dim, act_dim = self.expert.obs.shape[1], self.expert.action.shape[1]
         self.generator = torch.Generator().manual_seed(seed)
         self.rng = np.random.default_rng(seed)
@@ -258,6 +259,7 @@ class GAILReward(Reward):
     def update(self, batch: TransitionBatch) -> dict[str, float]:
         """``d_steps`` discriminator steps on policy rows of ``batch`` against expert rows; returns mean metrics."""
         obs_p, act_p = self._tensors(batch)
+        assert isinstance(self.expert.obs, np.ndarray)
         d = self.discriminator
         d.train()
         if self.obs_normalization == "running":

@@ -182,7 +182,7 @@ def task_plan(task: str, privileged: Mapping[str, Any]) -> tuple[np.ndarray, np.
     raise ValueError(f"task={task!r} must be one of {TASKS}")
 
 
-def plan_waypoints(task: str, grasp_uv: np.ndarray, target_uv: np.ndarray, heights: Sequence[float],
+def plan_waypoints(task: str, grasp_uv: np.ndarray, target_uv: np.ndarray, heights: Sequence[float] | np.ndarray,
                    lines: Sequence[float], halfway_uv: np.ndarray | None = None) -> tuple[Waypoint, ...]:
     """The task's waypoint sequence over the grasp and target pixels, heights snapped to the height lines."""
     g, t = np.asarray(grasp_uv, dtype=np.float64), np.asarray(target_uv, dtype=np.float64)

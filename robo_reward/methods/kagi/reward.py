@@ -56,7 +56,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol, cast
 
 import gymnasium as gym
 import numpy as np
@@ -64,6 +64,7 @@ import numpy as np
 from robo_reward.methods.kagi.proposer import (
     AFTER_CONTACT,
     TASKS,
+    CameraLike,
     KeypointProposer,
     Proposal,
     ProposalError,
@@ -87,6 +88,36 @@ def lift(camera: Any, depth: np.ndarray, uv: np.ndarray) -> np.ndarray:
     return np.asarray(camera.unproject(uv, depth[rows, cols].astype(np.float64)))
 
 
+class TaskEnvLike(Protocol):
+    """What :class:`TaskScene` reads of a tabletop task (``robo_reward.envs.tasks``' pick-place and push envs)."""
+
+    STATE_FIELDS: tuple[tuple[str, int], ...]
+    half: float
+    goal: np.ndarray
+    goal_tolerance: float
+    grip_pos: np.ndarray
+    object_pos: np.ndarray
+    rest_on_pad_z: float
+    carry_z: float
+    pad_height: float
+
+    def state_index(self, field: str) -> list[int]: ...
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]: ...
+
+    def render_rgb(self, camera: str) -> np.ndarray: ...
+
+    def render_depth(self, camera: str) -> np.ndarray: ...
+
+    def camera_model(self, camera: str) -> CameraLike: ...
+
+    def grasp_point(self) -> np.ndarray: ...
+
+    def push_point(self) -> np.ndarray: ...
+
+    def close(self) -> None: ...
+
+
 class TaskScene:
     """A private copy of the task that renders an episode's start state for the proposer (see module doc).
 
@@ -101,7 +132,8 @@ class TaskScene:
                  image_size: int = 128) -> None:
         kwargs = {k: v for k, v in dict(env_kwargs or {}).items()
                   if k not in ("obs_mode", "cameras", "image_size", "depth", "render_mode")}
-        self.env = gym.make(env_id, obs_mode="state", cameras=self.VIEWS, image_size=image_size, **kwargs).unwrapped
+        self.env = cast(TaskEnvLike, gym.make(env_id, obs_mode="state", cameras=self.VIEWS, image_size=image_size,
+                                              **kwargs).unwrapped)
         self.task = task
         self.fields = {name: self.env.state_index(name)
                        for name in ("grip_pos", "finger_gap", "object_pos", "object_rel", "goal_pos")}

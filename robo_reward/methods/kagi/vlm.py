@@ -127,7 +127,7 @@ def build_prompt(scene: Scene, instruction: str, grid: int = 8) -> tuple[list[di
         'Answer with one JSON object and nothing else: {"grasp": "P3", "target": "F6", "waypoints": '
         '[{"point": "P3", "height_cm": 8}, ...]}'
     )
-    messages = [
+    messages: list[dict[str, Any]] = [
         {"role": "system", "content": "You are a robot manipulation planner. Answer only with the JSON asked for."},
         {"role": "user", "content": [{"type": "text", "text": text},
                                      {"type": "image_url", "image_url": {"url": _data_url(top)}},
