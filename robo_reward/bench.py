@@ -69,6 +69,20 @@ def _run_one(cfg_json: str, seed: int, run_dir: str) -> dict[str, Any]:
     return run.learn()
 
 
+def _exit_with_parent(parent: int) -> None:
+    """Pool initializer: end the worker once the bench process is gone. A killed bench otherwise leaves its
+    workers running the runs already queued to them, into the same folders a restarted bench then also trains."""
+    import threading
+    import time
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="exit-with-bench", daemon=True).start()
+
+
 def _extends(design: ExperimentConfig, run_dir: Path, summary: dict[str, Any]) -> bool:
     """Whether a finished run is to be continued to ``design``'s larger budget; one run to a larger one is an error.
 
@@ -131,7 +145,8 @@ def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: in
     with Progress(*columns, disable=not progress) as bar:
         task = bar.add_task("runs", total=len(plan), completed=len(done))
         ctx = mp.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=max(1, jobs), mp_context=ctx, initializer=_exit_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
             pending: dict[Future[dict[str, Any]], tuple[str, int]] = {
                 pool.submit(_run_one, d.model_dump_json(), seed, str(run_dir)): (d.name, seed)
                 for d, seed, run_dir in todo

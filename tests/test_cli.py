@@ -88,6 +88,41 @@ def test_resume_after_kill_continues_from_last_checkpoint(tmp_path) -> None:
     assert ep["timestep"].is_monotonic_increasing
 
 
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_a_killed_bench_takes_its_workers_with_it(tmp_path) -> None:
+    cfg = write_config(tmp_path, budget={"total_timesteps": 200_000, "checkpoint_every": 100_000})
+    out = tmp_path / "bench"
+    proc = subprocess.Popen([sys.executable, "-m", "robo_reward.cli", "bench", str(cfg), "--seeds", "2", "--jobs", "1",
+                             "--out", str(out), "--no-progress"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def children() -> list[int]:
+        found = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == proc.pid:
+                found.append(int(stat.parent.name))
+        return found
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "runs" / "env_reward" / "seed0" / "config.yaml").exists():
+        time.sleep(0.1)
+    workers = [pid for pid in children() if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text(errors="ignore")]
+    assert workers, "the bench started no worker process"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 30
+    while time.time() < deadline and any(Path(f"/proc/{pid}").exists() for pid in workers):
+        time.sleep(0.1)
+    alive = [pid for pid in workers if Path(f"/proc/{pid}").exists()
+             and Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"]
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, f"workers {alive} outlived the killed bench"
+
+
 def test_bench_adds_env_reward_baseline_and_writes_table(tmp_path) -> None:
     cfg = write_config(tmp_path, budget={"total_timesteps": 256, "checkpoint_every": 256},
                        eval={"every": 128, "episodes": 1, "metric": "return", "threshold": -1500})
