@@ -27,7 +27,7 @@ done
   --out runs/rapl/rl_sac_demos_5seeds --no-progress
 # transfer: the same designs on the square embodiment (encoder aligned on disc videos, square demos)
 .venv/bin/robo-reward bench configs/rapl/rl_task_square_demos.yaml configs/rapl/rl_task_plus_rapl_square_demos.yaml \
-  --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_square --no-progress
+  configs/rapl/rl_task_plus_rlhf_square_demos.yaml --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_square --no-progress
 # the disc designs again with twice the budget (the preference-aware policies reach 0.8 progress only at 30-40k)
 .venv/bin/robo-reward bench configs/rapl/rl_task_demos.yaml configs/rapl/rl_task_plus_rapl_demos.yaml \
   --set budget.total_timesteps=80000 --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_80k --no-progress
