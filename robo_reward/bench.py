@@ -23,6 +23,8 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -30,10 +32,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from robo_reward.config import EVAL_COLUMNS, FINAL_KEYS, ExperimentConfig
-from robo_reward.errors import UserError
+from robo_reward.config import EVAL_COLUMNS, FINAL_KEYS, ExperimentConfig, load_config
+from robo_reward.errors import UserError, run_config_path
 from robo_reward.report import plot_bench
 from robo_reward.stats import bootstrap_ci, iqm, mean_curve, probability_of_improvement
 
@@ -72,8 +73,6 @@ def _run_one(cfg_json: str, seed: int, run_dir: str) -> dict[str, Any]:
 def _exit_with_parent(parent: int) -> None:
     """Pool initializer: end the worker once the bench process is gone. A killed bench otherwise leaves its
     workers running the runs already queued to them, into the same folders a restarted bench then also trains."""
-    import threading
-    import time
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -83,30 +82,18 @@ def _exit_with_parent(parent: int) -> None:
     threading.Thread(target=watch, name="exit-with-bench", daemon=True).start()
 
 
-def _extends(design: ExperimentConfig, run_dir: Path, summary: dict[str, Any]) -> bool:
+def _extends(design: ExperimentConfig, run_dir: Path) -> bool:
     """Whether a finished run is to be continued to ``design``'s larger budget; one run to a larger one is an error.
 
-    The run's own ``config.yaml`` says what budget it ran to: its step count can pass that budget by up to one
-    collection (a vector step for SAC, a whole ``n_steps x n_envs`` rollout for PPO). Without a budget there, the
-    step count is compared, allowing ``n_envs - 1`` steps past it.
+    The budget is the one in the run's own ``config.yaml`` (a resume writes its new one there), not its step count,
+    which passes the budget by up to one collection: a vector step for SAC, a whole ``n_steps x n_envs`` rollout
+    for PPO.
     """
-    budget, done = design.budget.total_timesteps, int(summary["timesteps"])
-    ran_to = _run_budget(run_dir)
-    if ran_to is None:
-        ran_to = done if done >= budget + design.env.n_envs else min(done, budget)
+    budget, ran_to = design.budget.total_timesteps, load_config(run_config_path(run_dir)).budget.total_timesteps
     if ran_to > budget:
         raise UserError(f"{run_dir} was run to {ran_to} env steps but design {design.name!r} asks for {budget}: "
                          f"pass the budget it was run with (--set budget.total_timesteps={ran_to}) or another --out")
     return ran_to < budget
-
-
-def _run_budget(run_dir: Path) -> int | None:
-    path = run_dir / "config.yaml"
-    try:
-        value = (yaml.safe_load(path.read_text()) or {}).get("budget", {}).get("total_timesteps")
-    except (OSError, yaml.YAMLError, AttributeError):
-        return None
-    return int(value) if isinstance(value, int) else None
 
 
 def bench_plan(designs: Sequence[ExperimentConfig], out: Path,
@@ -132,7 +119,7 @@ def run_bench(designs: Sequence[ExperimentConfig], out: str | Path, *, seeds: in
     for d, seed, run_dir in plan:
         path = run_dir / "summary.json"
         summary = json.loads(path.read_text()) if path.exists() else None
-        if summary is not None and not _extends(d, run_dir, summary):
+        if summary is not None and not _extends(d, run_dir):
             done.append(summary)
         else:
             todo.append((d, seed, run_dir))
