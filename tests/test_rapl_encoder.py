@@ -63,3 +63,44 @@ def test_cnn_is_seeded_and_normalisation_is_a_setting() -> None:
     net = FrameEncoder(embed_dim=8, normalize="imagenet")
     net.load_state_dict(plain.state_dict())
     assert not torch.allclose(plain(x), net(x))
+
+
+def test_projector_only_alignment_keeps_the_cnn_backbone_frozen() -> None:
+    torch.set_num_threads(1)
+    enc = build_encoder({"kind": "cnn", "embed_dim": 8}, seed=0)
+    frames = np.random.default_rng(0).integers(0, 255, (6, 4, 64, 64, 3), dtype=np.uint8)
+    conv = {k: v.clone() for k, v in enc.conv.state_dict().items()}
+    head = enc.head.weight.detach().clone()
+    align_encoder(enc, frames, np.array([[0, 1, 2], [3, 4, 5]]),
+                  cfg=AlignConfig(steps=3, batch=2, lr=1e-2, eps=0.05, train="projector"))
+    assert all(torch.equal(v, enc.conv.state_dict()[k]) for k, v in conv.items())
+    assert not torch.equal(head, enc.head.weight)
+    assert all(p.requires_grad for p in enc.parameters()), "alignment must give back the caller's grad flags"
+    align_encoder(enc, frames, np.array([[0, 1, 2], [3, 4, 5]]),
+                  cfg=AlignConfig(steps=3, batch=2, lr=1e-2, eps=0.05, train="all"))
+    assert not all(torch.equal(v, enc.conv.state_dict()[k]) for k, v in conv.items())
+    with pytest.raises(ValueError, match=r"align\.train"):
+        align_encoder(enc, frames, np.array([[0, 1, 2]]), cfg=AlignConfig(steps=1, train="backbone"))
+    with pytest.raises(ValueError, match="projector head"):
+        align_encoder(torch.nn.Linear(3, 2), frames, np.array([[0, 1, 2]]), cfg=AlignConfig(steps=1, train="projector"))
+
+
+@pytest.mark.parametrize("train", ["all", "projector", "none"])
+def test_rlhf_trains_the_encoder_parameters_it_is_told_to_and_learns_the_ranking(train: str) -> None:
+    from robo_reward.methods.rapl.rlhf import RLHFReward, train_rlhf
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    videos = rng.integers(0, 60, (9, 3, 64, 64, 3), dtype=np.uint8)
+    videos[:3, :, :, :, 0] = 200  # the preferred videos are red
+    model = RLHFReward(build_encoder({"kind": "cnn", "embed_dim": 8}, seed=0), 8, hidden=16)
+    conv = {k: v.clone() for k, v in model.encoder.conv.state_dict().items()}
+    head = model.encoder.head.weight.detach().clone()
+    triplets = np.array([[i, 3 + i, 6 + i] for i in range(3)])
+    losses = train_rlhf(model, videos, triplets, steps=40, batch=3, lr=3e-3, train=train)
+    assert np.mean(losses[-5:]) < losses[0]
+    conv_same = all(torch.equal(v, model.encoder.conv.state_dict()[k]) for k, v in conv.items())
+    assert conv_same == (train != "all")
+    assert torch.equal(head, model.encoder.head.weight) == (train == "none")
+    with pytest.raises(ValueError, match=r"rlhf\.train"):
+        train_rlhf(model, videos, triplets, steps=1, train="backbone")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -104,7 +105,7 @@ def test_train_with_an_episodic_agent_and_the_ot_reward(models: dict, tmp_path: 
     assert {"info/zone_time", "info/preference_return"} <= set(pd.read_csv(run / "eval.csv").columns)
 
 
-def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
+def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "rapl"
     args = ["rapl", str(ROOT / "configs/rapl/pipeline.yaml"), "--seeds", "1", "--out", str(out),
             "--set", "budgets=[6]", "--set", "rollouts.train=12", "--set", "rollouts.heldout=8",
@@ -121,8 +122,15 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path) -> None:
     for method in ("rapl", "rlhf", "unaligned"):
         assert (out / "models" / "seed0" / f"{method}_6.pt").is_file()
     assert (out / "rollouts_seed0.npz").is_file() and "| rapl | 6 | 1 |" in (out / "summary.md").read_text()
+    (out / "summary.md").unlink()
+    stored = json.loads((out / "config.json").read_text())
+    stored["rlhf"]["finetune_encoder"] = stored["rlhf"].pop("train") == "all"  # a folder from before rlhf.train
+    (out / "config.json").write_text(json.dumps(stored))
     again = main(args)
     assert again == 0 and len(pd.read_csv(out / "results.csv")) == len(results)
+    assert "| rapl | 6 | 1 |" in (out / "summary.md").read_text(), "a finished folder's tables are rewritten"
+    assert main([*args, "--set", "align.train=projector"]) != 0
+    assert "align differ" in capsys.readouterr().err and len(pd.read_csv(out / "results.csv")) == len(results)
 
 
 def test_demos_in_the_buffer_are_paid_the_task_reward_plus_their_ot_reward(models: dict, tmp_path: Path) -> None:

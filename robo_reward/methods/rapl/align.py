@@ -63,7 +63,8 @@ class AlignConfig:
     """Alignment hyperparameters (the reference script: Adam, batch of 2 triplets, 50 epochs, lr 1e-2/1e-4).
 
     The small build trains a fixed number of Adam steps on batches of ``batch`` triplets, so every budget gets
-    the same compute.
+    the same compute. ``train`` is ``all`` (every encoder parameter) or ``projector`` (the reference scripts'
+    default: the backbone frozen, only the encoder's projector head trained).
     """
 
     steps: int = 150
@@ -72,6 +73,25 @@ class AlignConfig:
     loss: str = "nll"
     eps: float = 0.1
     iters: int = 50
+    train: str = "all"
+
+
+def trainable_parameters(encoder: nn.Module, train: str) -> list[nn.Parameter]:
+    """The encoder parameters that train: ``all`` (but a frozen ``backbone``), or only the ``projector`` head's.
+
+    :param train: ``all`` or ``projector``.
+    """
+    if train == "all":
+        backbone = getattr(encoder, "backbone", None)
+        frozen = set() if backbone is None else {id(p) for p in backbone.parameters()}
+        return [p for p in encoder.parameters() if id(p) not in frozen]
+    if train == "projector":
+        projector = getattr(encoder, "projector_parameters", None)
+        if not callable(projector):
+            raise ValueError(f"align.train=projector needs an encoder with a projector head; "
+                             f"{type(encoder).__name__} has none; use align.train=all")
+        return list(projector())
+    raise ValueError(f"align.train={train!r}; use 'all' or 'projector'")
 
 
 def align_encoder(encoder: nn.Module, videos: np.ndarray | torch.Tensor, triplets: np.ndarray,
@@ -88,20 +108,28 @@ def align_encoder(encoder: nn.Module, videos: np.ndarray | torch.Tensor, triplet
         raise ValueError(f"triplets must be a non-empty (M, 3) array of video indices, got shape {triplets.shape}")
     equal = np.zeros(len(triplets), bool) if equal is None else np.asarray(equal, bool)
     vids = torch.as_tensor(np.asarray(videos))
-    params = [p for p in encoder.parameters() if p.requires_grad]
+    params = trainable_parameters(encoder, cfg.train)
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = np.random.default_rng(seed)
     losses = []
+    trained = {id(p) for p in params}
+    flags = [(p, p.requires_grad) for p in encoder.parameters()]
+    for p, _ in flags:  # no backward pass through the frozen layers
+        p.requires_grad_(id(p) in trained)
     encoder.train()
-    for _ in range(cfg.steps):
-        rows = rng.choice(len(triplets), size=min(cfg.batch, len(triplets)), replace=False)
-        d1, d2 = triplet_distances(encoder, vids, triplets[rows], cfg.eps, cfg.iters)
-        loss = triplet_loss(d1, d2, torch.as_tensor(equal[rows]), cfg.loss)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
-    encoder.eval()
+    try:
+        for _ in range(cfg.steps):
+            rows = rng.choice(len(triplets), size=min(cfg.batch, len(triplets)), replace=False)
+            d1, d2 = triplet_distances(encoder, vids, triplets[rows], cfg.eps, cfg.iters)
+            loss = triplet_loss(d1, d2, torch.as_tensor(equal[rows]), cfg.loss)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        encoder.eval()
     return losses
 
 

@@ -68,6 +68,10 @@ class FrameEncoder(nn.Module):
                              f"{tuple(frames.shape)}")
         return self.head(self.conv(self.prep(frames)))
 
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """The linear head's parameters: what trains when alignment keeps the backbone frozen."""
+        return list(self.head.parameters())
+
 
 class ClipEncoder(nn.Module):
     """A frozen image backbone (open_clip's ``visual`` tower) with a trained linear projector.
@@ -104,6 +108,10 @@ class ClipEncoder(nn.Module):
         with torch.no_grad():
             features = self.backbone(x).float()
         return self.projector(features)
+
+    def projector_parameters(self) -> list[nn.Parameter]:
+        """The projector's parameters (the backbone is always frozen)."""
+        return list(self.projector.parameters())
 
     @classmethod
     def from_open_clip(cls, arch: str, checkpoint: str, embed_dim: int = 128) -> ClipEncoder:

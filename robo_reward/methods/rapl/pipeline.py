@@ -10,6 +10,10 @@ the encoder of an autoencoder trained on the pool's unlabelled frames, :mod:`.pr
 * ``rlhf``: an MLP per-frame reward on the encoder, trained with Bradley-Terry on the triplets' pairs;
 * ``unaligned``: the initial encoder's OT reward (no preference data).
 
+``align.train`` / ``rlhf.train`` choose which encoder parameters learn: ``all`` (this build's default) or
+``projector``, the reference scripts' default, where the (pretrained) backbone stays frozen and only the linear
+head trains (``configs/rapl/pipeline_projector.yaml``).
+
 It reports, on held-out rollouts, Spearman(privileged preference return, reward), held-out triplet accuracy (for
 the OT distances), the embedding spread (mean cosine cost among held-out frames; ~0 flags a collapsed encoder)
 and Spearman on the transfer embodiment; ``task_reward`` (the env's own return) is a reference row. It writes ``results.csv`` (one row per seed, budget, method), ``summary.md`` / ``summary.csv`` (IQM [95%
@@ -64,7 +68,7 @@ class RLHFConfig(_Strict):
     batch: int = Field(8, ge=1)
     lr: float = Field(1e-3, gt=0)
     hidden: int = Field(64, ge=1)
-    finetune_encoder: bool = True
+    train: Literal["all", "projector", "none"] = "all"  # encoder parameters trained with the head
 
 
 class AlignSettings(_Strict):
@@ -74,6 +78,7 @@ class AlignSettings(_Strict):
     loss: Literal["nll", "l2"] = "nll"
     eps: float = Field(0.1, gt=0)
     iters: int = Field(50, ge=1)
+    train: Literal["all", "projector"] = "all"  # projector: backbone frozen, as the reference scripts
 
 
 class PretrainConfig(_Strict):
@@ -125,7 +130,11 @@ def _check_resume(cfg: RAPLPipelineConfig, out: Path) -> None:
     stored_path = out / "config.json"
     if not (out / "results.csv").exists() or not stored_path.exists():
         return
-    stored = json.loads(stored_path.read_text())
+    raw = json.loads(stored_path.read_text())
+    rlhf = raw.get("rlhf", {})
+    if "finetune_encoder" in rlhf:  # folders written before rlhf.train replaced the flag
+        rlhf["train"] = "all" if rlhf.pop("finetune_encoder") else "none"
+    stored = RAPLPipelineConfig.model_validate(raw).model_dump(mode="json")
     now = cfg.model_dump(mode="json")
     changed = [k for k in RESULT_FIELDS if stored.get(k, now[k]) != now[k]]
     if changed:
@@ -247,7 +256,7 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
 
     encoder = data.initial_encoder()
     losses = align_encoder(encoder, data.pool["frames"], triplets, equal,
-                           AlignConfig(a.steps, a.batch, a.lr, a.loss, a.eps, a.iters), seed=seed)
+                           AlignConfig(a.steps, a.batch, a.lr, a.loss, a.eps, a.iters, a.train), seed=seed)
     acc = float(triplet_accuracy(encoder, data.heldout_sub, data.eval_triplets, eps, a.iters).mean())
     rows.append({**_measure(cfg, data, "rapl", ot(encoder), acc), "loss_first": losses[0],
                  "loss_last": float(np.mean(losses[-10:])),
@@ -259,7 +268,7 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
     rlhf = RLHFReward(data.initial_encoder(), embed_dim, cfg.rlhf.hidden)
     h = cfg.rlhf
     train_rlhf(rlhf, data.pool["frames"], triplets, equal, steps=h.steps, batch=h.batch, lr=h.lr,
-               finetune_encoder=h.finetune_encoder, seed=seed)
+               train=h.train, seed=seed)
     sub = rlhf_returns(rlhf, data.heldout_sub)
     t = data.eval_triplets
     acc = float(np.mean((sub[t[:, 0]] > sub[t[:, 1]]) & (sub[t[:, 1]] > sub[t[:, 2]])))
@@ -322,7 +331,13 @@ def run_pipeline(cfg: RAPLPipelineConfig, out: str | Path, *, seeds: list[int] |
             rows = run_cell(cfg, data, seed, budget, out)
             results = pd.concat([results, pd.DataFrame(rows)], ignore_index=True)
             results.to_csv(path, index=False)
-            summary = summarize(results)
-            summary.to_csv(out / "summary.csv", index=False)
-            (out / "summary.md").write_text(_markdown(summary))
+            _write_tables(results, out)
+    if not results.empty:
+        _write_tables(results, out)
     return summarize(results)
+
+
+def _write_tables(results: pd.DataFrame, out: Path) -> None:
+    summary = summarize(results)
+    summary.to_csv(out / "summary.csv", index=False)
+    (out / "summary.md").write_text(_markdown(summary))

@@ -3,8 +3,8 @@
 As in RAPL's comparison (Tian et al., ICLR 2024), the reward net learns directly from the preferences: a video's
 return is the sum of r(phi(o_t)) over its frames, and each triplet pos > neu > neg gives three ordered pairs
 (pos > neu, pos > neg, neu > neg), each trained with -log sigmoid(R_win - R_lose); equal-ranking triplets give
-pairs with target 0.5. The encoder starts from the same initialisation as RAPL's and is fine-tuned with the head
-(``finetune_encoder``), so the two differ only in the objective.
+pairs with target 0.5. The encoder starts from the same initialisation as RAPL's and trains the same parameters
+(``train``: all of them, only its projector head, or none), so the two differ only in the objective.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from robo_reward.methods.rapl.align import trainable_parameters
 
 
 class RLHFReward(nn.Module):
@@ -46,14 +48,22 @@ def triplet_pairs(triplets: np.ndarray, equal: np.ndarray) -> tuple[np.ndarray, 
 
 def train_rlhf(model: RLHFReward, videos: np.ndarray | torch.Tensor, triplets: np.ndarray,
                equal: np.ndarray | None = None, *, steps: int = 150, batch: int = 8, lr: float = 1e-3,
-               finetune_encoder: bool = True, seed: int = 0) -> list[float]:
-    """Bradley-Terry training of ``model`` on the triplets' pairs; returns the loss of every step."""
+               train: str = "all", seed: int = 0) -> list[float]:
+    """Bradley-Terry training of ``model`` on the triplets' pairs; returns the loss of every step.
+
+    :param train: the encoder parameters trained with the MLP head: ``all``, ``projector`` (backbone frozen, as
+        RAPL's ``align.train: projector``) or ``none`` (a frozen encoder).
+    """
     equal = np.zeros(len(triplets), bool) if equal is None else np.asarray(equal, bool)
     pairs, ties = triplet_pairs(triplets, equal)
     vids = torch.as_tensor(np.asarray(videos))
+    if train not in ("all", "projector", "none"):
+        raise ValueError(f"rlhf.train={train!r}; use 'all', 'projector' or 'none'")
+    trained = [] if train == "none" else trainable_parameters(model.encoder, train)
+    keep = {id(p) for p in trained}
     for p in model.encoder.parameters():
-        p.requires_grad_(finetune_encoder)
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=lr)
+        p.requires_grad_(id(p) in keep)
+    opt = torch.optim.Adam([*trained, *model.head.parameters()], lr=lr)
     rng = np.random.default_rng(seed)
     losses = []
     model.train()
