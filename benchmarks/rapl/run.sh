@@ -35,6 +35,22 @@ for d in rl_sac_demos_5seeds rl_sac_demos_square rl_sac_demos_80k; do
   mkdir -p benchmarks/rapl/$d
   cp runs/rapl/$d/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/$d/
 done
+# projector-only alignment (the reference scripts' frozen backbone), RAPL and RLHF, and its RL term beside the default's
+.venv/bin/robo-reward rapl configs/rapl/pipeline_projector.yaml
+mkdir -p benchmarks/rapl/alignment/pipeline_projector
+cp runs/rapl/pipeline_projector/{results.csv,summary.csv,summary.md,config.json} benchmarks/rapl/alignment/pipeline_projector/
+.venv/bin/python benchmarks/rapl/paired.py runs/rapl/pipeline/results.csv runs/rapl/pipeline_projector/results.csv
+.venv/bin/robo-reward rapl configs/rapl/pipeline.yaml --set 'seeds=[5,6]' --out runs/rapl/val/base &
+.venv/bin/robo-reward rapl configs/rapl/pipeline_projector.yaml --set 'seeds=[5,6]' --out runs/rapl/val/proj_both &
+wait
+for v in base proj_both; do
+  mkdir -p benchmarks/rapl/alignment/validation_projector/$v
+  cp runs/rapl/val/$v/{results.csv,summary.csv,summary.md,config.json} benchmarks/rapl/alignment/validation_projector/$v/
+done
+.venv/bin/robo-reward bench configs/rapl/rl_task_plus_rapl_projector_demos.yaml configs/rapl/rl_task_plus_rapl_demos.yaml \
+  --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_projector --no-progress
+mkdir -p benchmarks/rapl/rl_sac_demos_projector
+cp runs/rapl/rl_sac_demos_projector/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/rl_sac_demos_projector/
 # Earlier RL tables, kept for the record:
 # - rl_sac_demos/ (3 seeds, ninth session): the bench over rl_task_demos, rl_gt_demos, rl_task_plus_rapl_demos and
 #   rl_task_plus_rlhf_demos.yaml; rl_sac_demos_reward_only/ (seed 0): rl_task_demos, rl_rapl_demos, rl_rlhf_demos
