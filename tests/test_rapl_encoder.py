@@ -79,6 +79,16 @@ def test_projector_only_alignment_keeps_the_cnn_backbone_frozen() -> None:
     align_encoder(enc, frames, np.array([[0, 1, 2], [3, 4, 5]]),
                   cfg=AlignConfig(steps=3, batch=2, lr=1e-2, eps=0.05, train="all"))
     assert not all(torch.equal(v, enc.conv.state_dict()[k]) for k, v in conv.items())
+    first = next(enc.conv.parameters())
+    first.requires_grad_(False)  # a layer the caller froze stays frozen under train=all, and stays unchanged
+    before = first.detach().clone()
+    align_encoder(enc, frames, np.array([[0, 1, 2], [3, 4, 5]]),
+                  cfg=AlignConfig(steps=2, batch=2, lr=1e-2, eps=0.05, train="all"))
+    assert torch.equal(before, first) and not first.requires_grad
+    assert all(p.requires_grad for p in enc.parameters() if p is not first)
+    with pytest.raises(IndexError):  # flags come back after an error inside training, too
+        align_encoder(enc, frames, np.array([[0, 1, 99]]), cfg=AlignConfig(steps=1, train="projector"))
+    assert [p.requires_grad for p in enc.parameters()] == [p is not first for p in enc.parameters()]
     with pytest.raises(ValueError, match=r"align\.train"):
         align_encoder(enc, frames, np.array([[0, 1, 2]]), cfg=AlignConfig(steps=1, train="backbone"))
     with pytest.raises(ValueError, match="projector head"):
@@ -102,5 +112,6 @@ def test_rlhf_trains_the_encoder_parameters_it_is_told_to_and_learns_the_ranking
     conv_same = all(torch.equal(v, model.encoder.conv.state_dict()[k]) for k, v in conv.items())
     assert conv_same == (train != "all")
     assert torch.equal(head, model.encoder.head.weight) == (train == "none")
+    assert all(p.requires_grad for p in model.parameters()), "RLHF must give back the caller's grad flags"
     with pytest.raises(ValueError, match=r"rlhf\.train"):
         train_rlhf(model, videos, triplets, steps=1, train="backbone")

@@ -131,6 +131,15 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path, capsys: py
     assert "| rapl | 6 | 1 |" in (out / "summary.md").read_text(), "a finished folder's tables are rewritten"
     assert main([*args, "--set", "align.train=projector"]) != 0
     assert "align differ" in capsys.readouterr().err and len(pd.read_csv(out / "results.csv")) == len(results)
+    stored["rlhf"]["finetune_encoder"] = False  # an old folder with a frozen RLHF encoder is rlhf.train=none
+    (out / "config.json").write_text(json.dumps(stored))
+    assert main(args) != 0 and "rlhf differ" in capsys.readouterr().err
+    assert main([*args, "--set", "rlhf.train=none"]) == 0
+    capsys.readouterr()
+    (out / "config.json").write_text(json.dumps({**stored, "align": {"stepz": 3}}))
+    assert main(args) != 0
+    err = capsys.readouterr().err
+    assert "config.json" in err and "stepz" in err and "Traceback" not in err
 
 
 def test_demos_in_the_buffer_are_paid_the_task_reward_plus_their_ot_reward(models: dict, tmp_path: Path) -> None:

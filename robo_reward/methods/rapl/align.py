@@ -12,6 +12,8 @@ is trained towards P = 0.5 with the cross-entropy ``-0.5 log P - 0.5 log(1 - P)`
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -77,14 +79,15 @@ class AlignConfig:
 
 
 def trainable_parameters(encoder: nn.Module, train: str) -> list[nn.Parameter]:
-    """The encoder parameters that train: ``all`` (but a frozen ``backbone``), or only the ``projector`` head's.
+    """The encoder parameters that train: ``all`` (those that need gradients, but a ``backbone``'s), or only the
+    ``projector`` head's.
 
     :param train: ``all`` or ``projector``.
     """
     if train == "all":
         backbone = getattr(encoder, "backbone", None)
         frozen = set() if backbone is None else {id(p) for p in backbone.parameters()}
-        return [p for p in encoder.parameters() if id(p) not in frozen]
+        return [p for p in encoder.parameters() if p.requires_grad and id(p) not in frozen]
     if train == "projector":
         projector = getattr(encoder, "projector_parameters", None)
         if not callable(projector):
@@ -92,6 +95,21 @@ def trainable_parameters(encoder: nn.Module, train: str) -> list[nn.Parameter]:
                              f"{type(encoder).__name__} has none; use align.train=all")
         return list(projector())
     raise ValueError(f"align.train={train!r}; use 'all' or 'projector'")
+
+
+@contextmanager
+def trained_only(module: nn.Module, params: Iterable[nn.Parameter]) -> Iterator[None]:
+    """Within the block only ``params`` of ``module`` need gradients, so no backward pass runs through the frozen
+    layers; the caller's ``requires_grad`` flags come back afterwards, also on an error."""
+    keep = {id(p) for p in params}
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    for p, _ in flags:
+        p.requires_grad_(id(p) in keep)
+    try:
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 def align_encoder(encoder: nn.Module, videos: np.ndarray | torch.Tensor, triplets: np.ndarray,
@@ -112,12 +130,8 @@ def align_encoder(encoder: nn.Module, videos: np.ndarray | torch.Tensor, triplet
     opt = torch.optim.Adam(params, lr=cfg.lr)
     rng = np.random.default_rng(seed)
     losses = []
-    trained = {id(p) for p in params}
-    flags = [(p, p.requires_grad) for p in encoder.parameters()]
-    for p, _ in flags:  # no backward pass through the frozen layers
-        p.requires_grad_(id(p) in trained)
     encoder.train()
-    try:
+    with trained_only(encoder, params):
         for _ in range(cfg.steps):
             rows = rng.choice(len(triplets), size=min(cfg.batch, len(triplets)), replace=False)
             d1, d2 = triplet_distances(encoder, vids, triplets[rows], cfg.eps, cfg.iters)
@@ -126,10 +140,7 @@ def align_encoder(encoder: nn.Module, videos: np.ndarray | torch.Tensor, triplet
             loss.backward()
             opt.step()
             losses.append(float(loss.detach()))
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
-        encoder.eval()
+    encoder.eval()
     return losses
 
 

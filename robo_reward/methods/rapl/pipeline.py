@@ -34,6 +34,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import stats
 
+from robo_reward.errors import UserError
 from robo_reward.methods.rapl.align import AlignConfig, align_encoder, embedding_spread, triplet_accuracy
 from robo_reward.methods.rapl.data import collect_rollouts, expert_demo, load_rollouts, save_rollouts
 from robo_reward.methods.rapl.encoder import build_encoder, embed
@@ -130,18 +131,21 @@ def _check_resume(cfg: RAPLPipelineConfig, out: Path) -> None:
     stored_path = out / "config.json"
     if not (out / "results.csv").exists() or not stored_path.exists():
         return
-    raw = json.loads(stored_path.read_text())
-    rlhf = raw.get("rlhf", {})
-    if "finetune_encoder" in rlhf:  # folders written before rlhf.train replaced the flag
-        rlhf["train"] = "all" if rlhf.pop("finetune_encoder") else "none"
-    stored = RAPLPipelineConfig.model_validate(raw).model_dump(mode="json")
+    fix = "give a new --out, or delete the folder to start over"
+    try:
+        raw = json.loads(stored_path.read_text())
+        rlhf = raw.get("rlhf")
+        if isinstance(rlhf, dict) and "finetune_encoder" in rlhf:  # written before rlhf.train replaced the flag
+            rlhf["train"] = "all" if rlhf.pop("finetune_encoder") else "none"
+        stored = RAPLPipelineConfig.model_validate(raw).model_dump(mode="json")
+    except (ValueError, AttributeError) as err:  # JSON and pydantic errors are ValueErrors
+        raise UserError(f"{stored_path} (the settings of the results in {out}) is not a valid RAPL pipeline "
+                        f"config: {err}; {fix}") from err
     now = cfg.model_dump(mode="json")
     changed = [k for k in RESULT_FIELDS if stored.get(k, now[k]) != now[k]]
     if changed:
-        from robo_reward.errors import UserError
-
         raise UserError(f"{out} holds results measured with other settings ({', '.join(changed)} differ from its "
-                        f"config.json); give a new --out, or delete the folder to start over")
+                        f"config.json); {fix}")
 
 
 METHODS = ("rapl", "rlhf", "unaligned", "task_reward")

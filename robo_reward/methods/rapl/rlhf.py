@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from robo_reward.methods.rapl.align import trainable_parameters
+from robo_reward.methods.rapl.align import trainable_parameters, trained_only
 
 
 class RLHFReward(nn.Module):
@@ -60,23 +60,21 @@ def train_rlhf(model: RLHFReward, videos: np.ndarray | torch.Tensor, triplets: n
     if train not in ("all", "projector", "none"):
         raise ValueError(f"rlhf.train={train!r}; use 'all', 'projector' or 'none'")
     trained = [] if train == "none" else trainable_parameters(model.encoder, train)
-    keep = {id(p) for p in trained}
-    for p in model.encoder.parameters():
-        p.requires_grad_(id(p) in keep)
     opt = torch.optim.Adam([*trained, *model.head.parameters()], lr=lr)
     rng = np.random.default_rng(seed)
     losses = []
     model.train()
-    for _ in range(steps):
-        rows = rng.choice(len(pairs), size=min(3 * batch, len(pairs)), replace=False)
-        ids, inverse = np.unique(pairs[rows], return_inverse=True)
-        r = model.returns(vids[torch.as_tensor(ids)])[torch.as_tensor(inverse.reshape(-1, 2))]
-        margin = r[:, 0] - r[:, 1]
-        target = torch.where(torch.as_tensor(ties[rows]), 0.5, 1.0)
-        loss = (-(target * F.logsigmoid(margin) + (1 - target) * F.logsigmoid(-margin))).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+    with trained_only(model.encoder, trained):
+        for _ in range(steps):
+            rows = rng.choice(len(pairs), size=min(3 * batch, len(pairs)), replace=False)
+            ids, inverse = np.unique(pairs[rows], return_inverse=True)
+            r = model.returns(vids[torch.as_tensor(ids)])[torch.as_tensor(inverse.reshape(-1, 2))]
+            margin = r[:, 0] - r[:, 1]
+            target = torch.where(torch.as_tensor(ties[rows]), 0.5, 1.0)
+            loss = (-(target * F.logsigmoid(margin) + (1 - target) * F.logsigmoid(-margin))).mean()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(float(loss.detach()))
     model.eval()
     return losses
