@@ -7,7 +7,14 @@ reports per behaviour and term:
 
 * Spearman and Pearson correlation of the term with the progress of the state it is paid in (s');
 * the bias ``mean(term) - mean(progress)`` (meaningful for potentials on progress's [0, 1] scale);
-* the term's mean along time-normalised episodes of the noiseless expert (plot ``audit_expert.png``).
+* the episode Spearman: the term's episode sums against progress's, over the behaviour's episodes (what counts for
+  a reward paid at episode end, as RAPL's, whose per-step values only share out the episode's score);
+* the term's mean along time-normalised episodes of the noiseless expert (plot ``audit_expert.png``);
+* the same over every behaviour's episodes pooled (behaviour ``all``): whether the term ranks the behaviours as the
+  target does.
+
+``audit.target`` names another privileged ``info`` key to correlate with instead of progress, such as Push2D's
+per-step ``preference_reward`` for a reward that should track a hidden preference.
 
 Behaviours are ``random`` (uniform actions), ``expert`` at each noise level (a scripted expert named by
 ``audit.expert``, ``"module:function"`` with the signature ``f(env, noise=, seed=)`` returning an object with
@@ -29,7 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from robo_reward.config import ConfigError as UserError
-from robo_reward.config import ExperimentConfig
+from robo_reward.config import ExperimentConfig, load_config
 
 PROGRESS = "progress"
 
@@ -84,10 +91,12 @@ def _base_envs(venv: Any) -> list[gym.Env]:
 
 def rollout(cfg: ExperimentConfig, behaviour: str, *, episodes: int, seed: int, noise: float = 0.0,
             model: Any = None, reward_checkpoint: str | None = None) -> pd.DataFrame:
-    """One row per env step: the behaviour's episode, its time index, each ``reward/<term>``, progress, success."""
+    """One row per env step: the behaviour's episode, its time index, each ``reward/<term>``, progress, success and
+    the ``audit.target`` info value."""
     from robo_reward.runner import build_design, make_vec
     from robo_reward.sb3 import RewardVecEnvWrapper, VecObservationKey
 
+    target = cfg.audit.target
     venv: Any = make_vec(cfg.env, seed)
     design = build_design(cfg.reward)
     if design is not None:
@@ -115,6 +124,7 @@ def rollout(cfg: ExperimentConfig, behaviour: str, *, episodes: int, seed: int, 
                 row.update(episode=int(episode[i]), t=int(t[i]), paid=float(rewards[i]),
                            progress=float(info.get(PROGRESS, np.nan)),
                            success=float(info.get("is_success", np.nan)))
+                row[target] = float(info.get(target, np.nan))
                 rows.append(row)
         t += 1
         if dones.any():
@@ -125,24 +135,36 @@ def rollout(cfg: ExperimentConfig, behaviour: str, *, episodes: int, seed: int, 
             actor.reset(dones)
     reward_view.close()
     frame = pd.DataFrame(rows)
-    if frame[PROGRESS].isna().all():
-        raise UserError(f"env {cfg.env.id} reports no info['progress'], so there is nothing to audit against; "
-                        "audit an env with privileged progress (the robo_reward/ tabletop tasks have it)")
+    if frame[target].isna().all():
+        raise UserError(f"env {cfg.env.id} reports no info[{target!r}], so there is nothing to audit against; "
+                        "set audit.target to a privileged info key the env reports (the robo_reward/ tasks report "
+                        "'progress')")
     return frame
 
 
-def correlations(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per ``reward/<term>`` column: Spearman, Pearson and bias against progress (NaN where a side is constant)."""
+def _rank_correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(Spearman, Pearson) over the finite pairs; NaN where fewer than two remain or a side is constant."""
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 2 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
+        return np.nan, np.nan
+    return float(stats.spearmanr(x[ok], y[ok]).statistic), float(stats.pearsonr(x[ok], y[ok]).statistic)
+
+
+def correlations(frame: pd.DataFrame, target: str = PROGRESS) -> list[dict[str, Any]]:
+    """Per ``reward/<term>`` column: Spearman, Pearson and bias against ``target`` per step, and the Spearman of
+    the episode sums where the frame has an ``episode`` column (NaN where a side is constant)."""
     rows = []
-    progress = frame[PROGRESS].to_numpy(float)
+    truth = frame[target].to_numpy(float)
+    sums = frame.groupby("episode").sum(min_count=1) if "episode" in frame else None
     for col in [c for c in frame.columns if c.startswith("reward/")]:
         values = frame[col].to_numpy(float)
-        ok = np.isfinite(values) & np.isfinite(progress)
-        constant = np.ptp(values[ok]) == 0 or np.ptp(progress[ok]) == 0 if ok.sum() > 1 else True
-        rho = np.nan if constant else float(stats.spearmanr(values[ok], progress[ok]).statistic)
-        r = np.nan if constant else float(stats.pearsonr(values[ok], progress[ok]).statistic)
+        ok = np.isfinite(values) & np.isfinite(truth)
+        rho, r = _rank_correlations(values, truth)
+        episode_rho = np.nan if sums is None else _rank_correlations(sums[col].to_numpy(float),
+                                                                       sums[target].to_numpy(float))[0]
         rows.append({"term": col.removeprefix("reward/"), "steps": int(ok.sum()), "spearman": rho, "pearson": r,
-                     "bias": float(values[ok].mean() - progress[ok].mean()), "mean": float(values[ok].mean())})
+                     "episode_spearman": episode_rho, "bias": float(values[ok].mean() - truth[ok].mean()),
+                     "mean": float(values[ok].mean())})
     return rows
 
 
@@ -167,62 +189,85 @@ def _behaviours(cfg: ExperimentConfig, run_dir: Path | None) -> list[tuple[str, 
     return out
 
 
+def _rows(label: str, frame: pd.DataFrame, target: str) -> list[dict[str, Any]]:
+    success = float(frame.groupby("episode")["success"].max().mean())
+    return [{"behaviour": label, **r, "progress_mean": float(frame[PROGRESS].mean()), "success": success}
+            for r in correlations(frame, target)]
+
+
+def _run_reward(run: Path) -> dict[str, Any] | None:
+    """The reward section the run trained with (its config.yaml), or None if it has none."""
+    path = run / "config.yaml"
+    return load_config(path).reward.model_dump(mode="json") if path.exists() else None
+
+
 def run_audit(cfg: ExperimentConfig, out: str | Path, *, run_dir: str | Path | None = None,
               log: Callable[[str], None] = print) -> pd.DataFrame:
     """Roll out every behaviour, write ``audit.csv``, ``audit.md``, ``audit.png`` and ``audit_expert.png``."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     run = Path(run_dir) if run_dir is not None else None
-    rows, traces = [], {}
+    own_reward = run is not None and _run_reward(run) == cfg.reward.model_dump(mode="json")
+    if run is not None and not own_reward:
+        log("audit: the reward terms differ from the run's (--set reward...), so its saved reward state is not "
+            "loaded; the terms start from their configs")
+    rows: list[dict[str, Any]] = []
+    traces: dict[str, pd.DataFrame] = {}
+    frames: list[pd.DataFrame] = []
     for label, kind, noise, folder in _behaviours(cfg, run):
         model, reward_ckpt = None, None
         if folder is not None:
             from robo_reward.agents_registry import resolve_algo
 
             model = resolve_algo(cfg.agent.algo).load(folder / "agent.zip", device="cpu")
-            reward_ckpt = str(folder / "reward.pt") if (folder / "reward.pt").exists() else None
+            reward_ckpt = str(folder / "reward.pt") if own_reward and (folder / "reward.pt").exists() else None
         frame = rollout(cfg, kind, episodes=cfg.audit.episodes, seed=cfg.audit.seed, noise=noise, model=model,
                         reward_checkpoint=reward_ckpt)
         if kind == "expert" and noise == min(cfg.audit.expert_noise):
             traces[label] = frame
-        for r in correlations(frame):
-            rows.append({"behaviour": label, **r, "progress_mean": float(frame[PROGRESS].mean()),
-                         "success": float(frame.groupby("episode")["success"].max().mean())})
+        rows += _rows(label, frame, cfg.audit.target)
+        frames.append(frame.assign(episode=frame["episode"] + cfg.audit.episodes * len(frames)))
         log(f"audit {label}: {len(frame)} steps")
+    if len(frames) > 1:
+        rows += _rows("all", pd.concat(frames, ignore_index=True), cfg.audit.target)
     table = pd.DataFrame(rows)
     table.to_csv(out / "audit.csv", index=False)
-    _plots(out, table, traces)
+    _plots(out, table, traces, cfg.audit.target)
     (out / "audit.md").write_text(_markdown(cfg, table))
     (out / "audit.json").write_text(json.dumps({"config": cfg.name, "run_dir": str(run) if run else None,
-                                                "episodes": cfg.audit.episodes, "seed": cfg.audit.seed}))
+                                                "episodes": cfg.audit.episodes, "seed": cfg.audit.seed,
+                                                "target": cfg.audit.target}))
     return table
 
 
 def _markdown(cfg: ExperimentConfig, table: pd.DataFrame) -> str:
+    target = cfg.audit.target
     lines = [f"# Reward audit: `{cfg.name}` on `{cfg.env.id}`", "",
              f"{cfg.audit.episodes} episodes per behaviour (seed {cfg.audit.seed}); each term against the privileged "
-             "progress of s'. Bias: mean(term) - mean(progress).", "",
-             "| behaviour | term | steps | Spearman | Pearson | bias | mean progress | success |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"`{target}` of s' per step, and its episode sums against `{target}`'s (episode Spearman). "
+             f"Bias: mean(term) - mean({target}).", "",
+             "| behaviour | term | steps | Spearman | Pearson | episode Spearman | bias | mean progress | success |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for _, r in table.iterrows():
         lines.append(f"| {r['behaviour']} | {r['term']} | {r['steps']} | {r['spearman']:.3f} | {r['pearson']:.3f} | "
-                     f"{r['bias']:.3f} | {r['progress_mean']:.3f} | {r['success']:.2f} |")
+                     f"{r['episode_spearman']:.3f} | {r['bias']:.3f} | {r['progress_mean']:.3f} | "
+                     f"{r['success']:.2f} |")
     lines += ["", "![correlations](audit.png)", ""]
     if (table["behaviour"].str.startswith("expert")).any():
         lines += ["![along the expert](audit_expert.png)", ""]
     return "\n".join(lines)
 
 
-def _plots(out: Path, table: pd.DataFrame, traces: dict[str, pd.DataFrame]) -> None:
+def _plots(out: Path, table: pd.DataFrame, traces: dict[str, pd.DataFrame], target: str = PROGRESS) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     pivot = table.pivot(index="behaviour", columns="term", values="spearman")
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(pivot.columns), 0.6 + 0.45 * len(pivot)))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(pivot.columns), max(2.0, 0.6 + 0.45 * len(pivot))))
     im = ax.imshow(pivot.to_numpy(float), vmin=-1, vmax=1, cmap="coolwarm", aspect="auto")
-    ax.set(xticks=range(len(pivot.columns)), yticks=range(len(pivot)), title="Spearman with true progress")
+    ax.set(xticks=range(len(pivot.columns)), yticks=range(len(pivot)), title=f"Spearman with true {target}")
     ax.set_xticklabels(pivot.columns, rotation=45, ha="right")
     ax.set_yticklabels(pivot.index)
     for (i, j), v in np.ndenumerate(pivot.to_numpy(float)):

@@ -167,6 +167,7 @@ class AuditConfig(_Strict):
     expert_noise: list[float] = Field(default_factory=lambda: [0.0, 0.3])
     episodes: int = Field(default=10, ge=1)
     seed: int = 12_345
+    target: str = "progress"  # the privileged info key each term is correlated with (e.g. preference_reward)
 
 
 class ExperimentConfig(_Strict):

@@ -40,7 +40,7 @@ def test_audit_recovers_known_correlations(tmp_path: Path) -> None:
     out = tmp_path / "audit"
     assert main(["audit", str(path), "--set", "audit.behaviours=[random, expert]", "--out", str(out)]) == 0
     table = pd.read_csv(out / "audit.csv")
-    assert set(table["behaviour"]) == {"random", "expert(noise=0)", "expert(noise=0.5)"}
+    assert set(table["behaviour"]) == {"random", "expert(noise=0)", "expert(noise=0.5)", "all"}
     for behaviour in table["behaviour"].unique():
         assert _by(table, behaviour, "oracle")["spearman"] == pytest.approx(1.0)
         assert _by(table, behaviour, "negated")["spearman"] == pytest.approx(-1.0)
@@ -64,6 +64,14 @@ def test_audit_of_a_run_folder_adds_the_policy_at_each_checkpoint(tmp_path: Path
     assert (oracle["bias"].abs() < 1e-9).all()
     assert oracle["spearman"].dropna().tolist() == pytest.approx([1.0] * oracle["spearman"].notna().sum())
     assert (table[table["behaviour"] == "random"]["term"] == "oracle").any()
+    assert any((p / "reward.pt").exists() for p in (run / "checkpoints").iterdir())
+    other = tmp_path / "other_terms"  # other terms on the run's policies: its saved reward state does not fit them
+    assert main(["audit", str(run), "--set", "reward.terms=[{name: info_value, key: progress, label: alone}]",
+                 "--out", str(other)]) == 0
+    table = pd.read_csv(other / "audit.csv")
+    alone = table[table["term"] == "alone"]
+    assert "oracle" not in set(table["term"]) and (alone["spearman"].dropna() > 0.999).all()
+    assert alone["behaviour"].str.startswith("policy@").any()
 
 
 def test_correlations_handle_constant_terms() -> None:
@@ -72,6 +80,33 @@ def test_correlations_handle_constant_terms() -> None:
     rows = {r["term"]: r for r in correlations(frame)}
     assert np.isnan(rows["flat"]["spearman"]) and rows["up"]["spearman"] == pytest.approx(1.0)
     assert rows["flat"]["bias"] == pytest.approx(1.0 - 0.425)
+
+
+def test_episode_spearman_ranks_the_episode_sums() -> None:
+    frame = pd.DataFrame({"episode": [0, 0, 1, 1, 2, 2], "progress": [0.1, 0.2, 0.5, 0.6, 0.3, 0.3],
+                          "reward/end": [0.0, 3.0, 0.0, 9.0, 0.0, 5.0],  # paid at episode end only
+                          "reward/rev": [0.0, -3.0, 0.0, -9.0, 0.0, -5.0]})
+    rows = {r["term"]: r for r in correlations(frame)}
+    assert rows["end"]["episode_spearman"] == pytest.approx(1.0)
+    assert rows["rev"]["episode_spearman"] == pytest.approx(-1.0)
+    assert rows["end"]["spearman"] < 1.0  # per step, the episode-end reward ranks steps only loosely
+
+
+def test_audit_target_names_the_info_key_to_correlate_with(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = _config(tmp_path, target="finger_gap", behaviours=["random"])
+    out = tmp_path / "audit"
+    assert main(["audit", str(path), "--out", str(out)]) == 0
+    table = pd.read_csv(out / "audit.csv")
+    assert _by(table, "random", "oracle")["spearman"] < 0.9  # progress is not the finger gap
+    assert "`finger_gap`" in (out / "audit.md").read_text()
+    assert main(["audit", str(path), "--set", "reward.terms=[{name: info_value, key: finger_gap, label: gap}]",
+                 "--out", str(tmp_path / "gap")]) == 0
+    gap = pd.read_csv(tmp_path / "gap" / "audit.csv")
+    assert _by(gap, "random", "gap")["spearman"] == pytest.approx(1.0)
+    assert _by(gap, "random", "gap")["episode_spearman"] == pytest.approx(1.0)
+    assert main(["audit", str(path), "--set", "audit.target=no_such_key", "--out", str(tmp_path / "b")]) == 2
+    assert "info['no_such_key']" in capsys.readouterr().err
 
 
 def test_audit_errors_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -51,6 +51,19 @@ done
   --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_projector --no-progress
 mkdir -p benchmarks/rapl/rl_sac_demos_projector
 cp runs/rapl/rl_sac_demos_projector/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/rl_sac_demos_projector/
+# audit of the seed-0 learned rewards on the seed-0 policies' states, against the hidden per-step preference
+A="--set audit.expert=robo_reward.envs.experts:make_expert --set audit.target=preference_reward --set audit.episodes=20"
+M=runs/rapl/pipeline/models/seed0
+for run in task_plus_rapl_ot_demos env_reward; do
+  R=runs/rapl/rl_sac_demos_projector/runs/$run/seed0
+  .venv/bin/robo-reward audit $R $A --out runs/rapl/audit/${run}_seed0 \
+    --set "reward.terms=[{name: rapl_ot, checkpoint: $M/rapl_150.pt}, {name: rapl_rlhf, checkpoint: $M/rlhf_150.pt}]"
+  .venv/bin/robo-reward audit $R $A --out runs/rapl/audit/${run}_seed0_unaligned \
+    --set "reward.terms=[{name: rapl_ot, checkpoint: $M/unaligned_150.pt}]"
+  for d in ${run}_seed0 ${run}_seed0_unaligned; do
+    mkdir -p benchmarks/rapl/audit/$d && cp runs/rapl/audit/$d/audit.{csv,md,png,json} benchmarks/rapl/audit/$d/
+  done
+done
 # Earlier RL tables, kept for the record:
 # - rl_sac_demos/ (3 seeds, ninth session): the bench over rl_task_demos, rl_gt_demos, rl_task_plus_rapl_demos and
 #   rl_task_plus_rlhf_demos.yaml; rl_sac_demos_reward_only/ (seed 0): rl_task_demos, rl_rapl_demos, rl_rlhf_demos
