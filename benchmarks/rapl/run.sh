@@ -55,12 +55,13 @@ cp runs/rapl/rl_sac_demos_projector/{summary.md,summary.csv,results.csv,curves.p
 A="--set audit.expert=robo_reward.envs.experts:make_expert --set audit.target=preference_reward --set audit.episodes=20"
 M=runs/rapl/pipeline/models/seed0
 for run in task_plus_rapl_ot_demos env_reward; do
-  R=runs/rapl/rl_sac_demos_projector/runs/$run/seed0
-  .venv/bin/robo-reward audit $R $A --out runs/rapl/audit/${run}_seed0 \
-    --set "reward.terms=[{name: rapl_ot, checkpoint: $M/rapl_150.pt}, {name: rapl_rlhf, checkpoint: $M/rlhf_150.pt}]"
-  .venv/bin/robo-reward audit $R $A --out runs/rapl/audit/${run}_seed0_unaligned \
-    --set "reward.terms=[{name: rapl_ot, checkpoint: $M/unaligned_150.pt}]"
-  for d in ${run}_seed0 ${run}_seed0_unaligned; do
+  for s in 0 1 2 3 4; do
+    .venv/bin/robo-reward audit runs/rapl/rl_sac_demos_projector/runs/$run/seed$s $A --out runs/rapl/audit/${run}_seed$s \
+      --set "reward.terms=[{name: rapl_ot, checkpoint: $M/rapl_150.pt}, {name: rapl_rlhf, checkpoint: $M/rlhf_150.pt}]"
+  done
+  .venv/bin/robo-reward audit runs/rapl/rl_sac_demos_projector/runs/$run/seed0 $A \
+    --out runs/rapl/audit/${run}_seed0_unaligned --set "reward.terms=[{name: rapl_ot, checkpoint: $M/unaligned_150.pt}]"
+  for d in ${run}_seed{0,1,2,3,4} ${run}_seed0_unaligned; do
     mkdir -p benchmarks/rapl/audit/$d && cp runs/rapl/audit/$d/audit.{csv,md,png,json} benchmarks/rapl/audit/$d/
   done
 done
