@@ -142,7 +142,7 @@ def rollout(cfg: ExperimentConfig, behaviour: str, *, episodes: int, seed: int, 
     return frame
 
 
-def _rank_correlations(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def _correlate(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(Spearman, Pearson) over the finite pairs; NaN where fewer than two remain or a side is constant."""
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 2 or np.ptp(x[ok]) == 0 or np.ptp(y[ok]) == 0:
@@ -159,9 +159,9 @@ def correlations(frame: pd.DataFrame, target: str = PROGRESS) -> list[dict[str, 
     for col in [c for c in frame.columns if c.startswith("reward/")]:
         values = frame[col].to_numpy(float)
         ok = np.isfinite(values) & np.isfinite(truth)
-        rho, r = _rank_correlations(values, truth)
-        episode_rho = np.nan if sums is None else _rank_correlations(sums[col].to_numpy(float),
-                                                                       sums[target].to_numpy(float))[0]
+        rho, r = _correlate(values, truth)
+        episode_rho = np.nan if sums is None else _correlate(sums[col].to_numpy(float),
+                                                             sums[target].to_numpy(float))[0]
         rows.append({"term": col.removeprefix("reward/"), "steps": int(ok.sum()), "spearman": rho, "pearson": r,
                      "episode_spearman": episode_rho, "bias": float(values[ok].mean() - truth[ok].mean()),
                      "mean": float(values[ok].mean())})

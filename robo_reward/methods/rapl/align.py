@@ -65,8 +65,8 @@ class AlignConfig:
     """Alignment hyperparameters (the reference script: Adam, batch of 2 triplets, 50 epochs, lr 1e-2/1e-4).
 
     The small build trains a fixed number of Adam steps on batches of ``batch`` triplets, so every budget gets
-    the same compute. ``train`` is ``all`` (every encoder parameter) or ``projector`` (the reference scripts'
-    default: the backbone frozen, only the encoder's projector head trained).
+    the same compute. ``train`` is ``all`` (every encoder parameter that needs gradients, but a frozen backbone's)
+    or ``projector`` (the reference scripts' default: the backbone frozen, only the encoder's projector head trained).
     """
 
     steps: int = 150
@@ -91,8 +91,8 @@ def trainable_parameters(encoder: nn.Module, train: str) -> list[nn.Parameter]:
     if train == "projector":
         projector = getattr(encoder, "projector_parameters", None)
         if not callable(projector):
-            raise ValueError(f"align.train=projector needs an encoder with a projector head; "
-                             f"{type(encoder).__name__} has none; use align.train=all")
+            raise ValueError(f"train=projector (align.train or rlhf.train) needs an encoder with a projector head; "
+                             f"{type(encoder).__name__} has none; use train=all")
         return list(projector())
     raise ValueError(f"align.train={train!r}; use 'all' or 'projector'")
 
