@@ -114,3 +114,32 @@ def test_bad_arguments_are_named() -> None:
         Push2DEnv(obs_mode="rgb")
     with pytest.raises(ValueError, match="embodiment"):
         Push2DEnv(embodiment="stick")
+
+
+def test_rollouts_keep_per_step_rewards_beside_their_frames() -> None:
+    from robo_reward.methods.rapl.data import collect_rollouts
+
+    full = collect_rollouts("robo_reward/Push2D-v0", 4, seed=3)
+    assert full["step_preference"].shape == full["step_task"].shape == (4, 50)
+    np.testing.assert_allclose(full["step_preference"].sum(1), full["preference_return"])
+    np.testing.assert_allclose(full["step_task"].sum(1), full["task_return"])
+    zone_steps = np.round((full["step_task"] - full["step_preference"]).sum(1))  # zone_penalty 1 per zone step
+    np.testing.assert_allclose(zone_steps / 50, full["zone_time"])
+    strided = collect_rollouts("robo_reward/Push2D-v0", 4, seed=3, frame_stride=5)
+    assert strided["frames"].shape[1] == strided["step_preference"].shape[1] == 10
+    np.testing.assert_array_equal(strided["step_preference"], full["step_preference"][:, 4::5])
+    np.testing.assert_array_equal(strided["frames"], full["frames"][:, 4::5])
+
+
+def test_expert_demos_go_around_the_zone_on_both_sides() -> None:
+    from robo_reward.methods.rapl.data import expert_demo, expert_demos
+
+    demos = expert_demos("robo_reward/Push2D-v0", 3)
+    assert demos.shape == (3, 50, 64, 64, 3) and demos.dtype == np.uint8
+    np.testing.assert_array_equal(demos[0], expert_demo("robo_reward/Push2D-v0"))
+    assert not np.array_equal(demos[0], demos[1]) and not np.array_equal(demos[0], demos[2])
+    for detour, seed in ((1.0, 0), (-1.0, 0), (1.0, 2), (-1.0, 2)):
+        episode = _episode("robo_reward/Push2D-v0", detour, seed)
+        assert episode["is_success"] and episode["zone_time"] <= 0.02, "the demos detour around the zone"
+    with pytest.raises(ValueError, match="at least 1"):
+        expert_demos("robo_reward/Push2D-v0", 0)

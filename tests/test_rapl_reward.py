@@ -17,7 +17,7 @@ from robo_reward.cli import main
 from robo_reward.methods.rapl.encoder import FrameEncoder, embed
 from robo_reward.methods.rapl.reward import OTReward, RLHFEpisodeReward, save_reward_model
 from robo_reward.methods.rapl.rlhf import RLHFReward
-from robo_reward.methods.rapl.sinkhorn import ot_distance
+from robo_reward.methods.rapl.sinkhorn import ot_distance, per_frame_rewards
 from robo_reward.preferences import PreferenceStore, load_triplets
 from robo_reward.protocol import SpaceMismatchError
 from robo_reward.registry import make_reward
@@ -71,6 +71,31 @@ def test_ot_reward_pays_at_episode_end_and_sums_to_minus_the_distance(models: di
         assert np.isclose(infos[i]["reward/rapl_ot_episode"], r.sum())
 
 
+def test_ot_reward_with_several_demos_pays_against_the_closest(models: dict, tmp_path: Path) -> None:
+    expert = models["expert"]
+    rng = np.random.default_rng(1)
+    noise = rng.integers(0, 255, expert.shape, dtype=np.uint8)
+    path = tmp_path / "two.pt"
+    save_reward_model(path, kind="ot", encoder=_encoder(), expert_frames=np.stack([noise, expert]), eps=0.1)
+    single = OTReward(str(models["ot"]))
+    both = OTReward(str(path))
+    assert both.experts.shape[0] == 2 and single.experts.shape[0] == 1
+    enc = both.encoder
+    for rollout in (expert[::-1].copy(), noise[::-1].copy()):
+        emb = embed(enc, rollout)
+        demos = (noise, expert)
+        distances = [float(ot_distance(emb, embed(enc, d), 0.1, 100)) for d in demos]
+        closest = int(np.argmin(distances))
+        expected = per_frame_rewards(emb, embed(enc, demos[closest]), 0.1, 100).double().numpy()
+        np.testing.assert_allclose(both.episode_rewards(rollout), expected, rtol=1e-5, atol=1e-8)
+        assert np.isclose(both.episode_rewards(rollout).sum(), -min(distances), atol=1e-5)
+    np.testing.assert_allclose(single.episode_rewards(noise),
+                               per_frame_rewards(embed(enc, noise), embed(enc, expert), 0.1, 100).double().numpy(),
+                               rtol=1e-5, atol=1e-8)
+    with pytest.raises(ValueError, match=r"\(K, T, H, W, 3\)"):
+        save_reward_model(path, kind="ot", encoder=_encoder(), expert_frames=expert[0])
+
+
 def test_rlhf_reward_is_the_per_frame_net(models: dict) -> None:
     reward = RLHFEpisodeReward(str(models["rlhf"]), scale=2.0)
     frames = models["expert"][:7]
@@ -116,6 +141,7 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path, capsys: py
     results = pd.read_csv(out / "results.csv")
     assert set(results["method"]) == {"rapl", "rlhf", "unaligned", "task_reward"}
     assert results["spearman"].between(-1, 1).all() and "transfer_spearman" in results
+    assert results["step_spearman"].between(-1, 1).all(), "every method has a per-step Spearman"
     spread = results.set_index("method")["embedding_spread"]
     assert spread[["rapl", "unaligned"]].between(0, 2).all() and spread[["rlhf", "task_reward"]].isna().all()
     assert len(load_triplets(PreferenceStore(out / "prefs" / "seed0_b6.jsonl"))) == 6
@@ -135,7 +161,8 @@ def test_rapl_command_writes_tables_stores_and_models(tmp_path: Path, capsys: py
     (out / "config.json").write_text(json.dumps(stored))
     assert main(args) != 0 and "rlhf differ" in capsys.readouterr().err
     assert main([*args, "--set", "rlhf.train=none"]) == 0
-    capsys.readouterr()
+    assert main([*args, "--set", "rlhf.train=none", "--set", "experts=2"]) != 0
+    assert "experts differ" in capsys.readouterr().err
     (out / "config.json").write_text(json.dumps({**stored, "align": {"stepz": 3}}))
     assert main(args) != 0
     err = capsys.readouterr().err

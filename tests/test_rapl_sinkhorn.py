@@ -10,7 +10,9 @@ import torch
 
 from robo_reward.methods.rapl.align import triplet_loss, triplet_probability
 from robo_reward.methods.rapl.encoder import FrameEncoder
+from robo_reward.methods.rapl.pipeline import step_spearman
 from robo_reward.methods.rapl.sinkhorn import (
+    closest_demo_rewards,
     cosine_cost,
     marginal_error,
     ot_distance,
@@ -134,3 +136,35 @@ def test_probability_and_loss_identities() -> None:
     assert float(triplet_loss(same, same, eq, kind="l2")) < 1e-7
     with pytest.raises(ValueError, match="loss"):
         triplet_loss(same, same, kind="hinge")
+
+
+def test_closest_demo_rewards_score_each_rollout_against_its_nearest_demo() -> None:
+    gen = torch.Generator().manual_seed(3)
+    rollouts = torch.randn(4, 9, 6, generator=gen)
+    demos = torch.stack([torch.randn(9, 6, generator=gen), rollouts[2, torch.randperm(9, generator=gen)],
+                         torch.randn(9, 6, generator=gen)])
+    got = closest_demo_rewards(rollouts, demos, 0.05, 200)
+    assert got.shape == (4, 9)
+    for i in range(4):
+        distances = torch.stack([ot_distance(rollouts[i], d, 0.05, 200) for d in demos])
+        best = int(distances.argmin())
+        torch.testing.assert_close(got[i], per_frame_rewards(rollouts[i], demos[best], 0.05, 200))
+        assert torch.isclose(got[i].sum(), -distances.min(), atol=1e-5)
+    assert float(-got[2].sum()) < 0.05, "rollout 2 is demo 1 reordered: its nearest demo is itself"
+    one = closest_demo_rewards(rollouts, demos[:1], 0.1, 100)
+    torch.testing.assert_close(one[3], per_frame_rewards(rollouts[3], demos[0], 0.1, 100))
+    with pytest.raises(ValueError, match=r"\(K, T', d\)"):
+        closest_demo_rewards(rollouts, demos[0], 0.1, 10)
+
+
+def test_step_spearman_averages_the_within_rollout_rank_correlation() -> None:
+    rng = np.random.default_rng(0)
+    target = rng.normal(size=(5, 20))
+    assert step_spearman(target, 3 * target + 1) == pytest.approx(1.0)
+    assert step_spearman(target, -np.exp(target)) == pytest.approx(-1.0)
+    mixed = np.concatenate([target[:2], -target[2:4]])
+    assert step_spearman(target[:4], mixed) == pytest.approx(0.0)
+    flat = target.copy()
+    flat[0] = 1.0
+    assert step_spearman(flat, target) == pytest.approx(1.0), "a constant rollout has no rank correlation to average"
+    assert np.isnan(step_spearman(np.ones((2, 5)), target[:2, :5]))

@@ -6,7 +6,8 @@ embodiment), draws ``budget`` oracle triplets from the pool (or reads human trip
 builds three rewards from the same encoder initialisation (seeded random, or with ``pretrain.kind: autoencoder``
 the encoder of an autoencoder trained on the pool's unlabelled frames, :mod:`.pretrain`):
 
-* ``rapl``: the encoder aligned with the OT triplet loss; reward = -D(rollout, expert demo);
+* ``rapl``: the encoder aligned with the OT triplet loss; reward = -D(rollout, expert demo) (with ``experts: K``,
+  the closest of K demos, as the reference evaluation scores against 5);
 * ``rlhf``: an MLP per-frame reward on the encoder, trained with Bradley-Terry on the triplets' pairs;
 * ``unaligned``: the initial encoder's OT reward (no preference data).
 
@@ -14,7 +15,10 @@ the encoder of an autoencoder trained on the pool's unlabelled frames, :mod:`.pr
 ``projector``, the reference scripts' default, where the (pretrained) backbone stays frozen and only the linear
 head trains (``configs/rapl/pipeline_projector.yaml``).
 
-It reports, on held-out rollouts, Spearman(privileged preference return, reward), held-out triplet accuracy (for
+It reports, on held-out rollouts, Spearman(privileged preference return, reward) over rollouts (``spearman``);
+``step_spearman``, the reference evaluation's measure: Spearman(per-step preference reward, r_t) over the steps of
+one rollout, averaged over the held-out rollouts (all 50 steps; the reference script keeps every 4th); held-out
+triplet accuracy (for
 the OT distances), the embedding spread (mean cosine cost among held-out frames; ~0 flags a collapsed encoder)
 and Spearman on the transfer embodiment; ``task_reward`` (the env's own return) is a reference row. It writes ``results.csv`` (one row per seed, budget, method), ``summary.md`` / ``summary.csv`` (IQM [95%
 bootstrap CI] over seeds), the preference stores ``prefs/seed<S>_b<B>.jsonl``, the training pool
@@ -36,12 +40,12 @@ from scipy import stats
 
 from robo_reward.errors import UserError
 from robo_reward.methods.rapl.align import AlignConfig, align_encoder, embedding_spread, triplet_accuracy
-from robo_reward.methods.rapl.data import collect_rollouts, expert_demo, load_rollouts, save_rollouts
+from robo_reward.methods.rapl.data import collect_rollouts, expert_demos, load_rollouts, save_rollouts
 from robo_reward.methods.rapl.encoder import build_encoder, embed
 from robo_reward.methods.rapl.pretrain import pretrain_autoencoder
 from robo_reward.methods.rapl.reward import save_reward_model
 from robo_reward.methods.rapl.rlhf import RLHFReward, train_rlhf
-from robo_reward.methods.rapl.sinkhorn import ot_distance
+from robo_reward.methods.rapl.sinkhorn import closest_demo_rewards
 from robo_reward.preferences import (
     PreferenceOracle,
     PreferenceStore,
@@ -107,6 +111,7 @@ class RAPLPipelineConfig(_Strict):
     align: AlignSettings = Field(default_factory=AlignSettings)  # type: ignore[arg-type]
     rlhf: RLHFConfig = Field(default_factory=RLHFConfig)  # type: ignore[arg-type]
     eval_iters: int = Field(100, ge=1)  # Sinkhorn iterations of the reward on held-out rollouts
+    experts: int = Field(1, ge=1)  # expert demos the OT rewards score against (the closest one; 1 = the paper's)
     preferences: str | None = None  # a store of human triplets over `dataset` (replaces the oracle; one budget)
     dataset: str | None = None  # the rollout dataset `preferences` indexes
     torch_threads: int = Field(1, ge=1)
@@ -123,7 +128,7 @@ class RAPLPipelineConfig(_Strict):
 
 # Fields that change what a finished cell measured: a resumed folder must have been run with the same ones.
 RESULT_FIELDS = ("env_id", "transfer_env_id", "tie_eps", "rollouts", "encoder", "pretrain", "align", "rlhf",
-                 "eval_iters", "preferences", "dataset")
+                 "eval_iters", "preferences", "dataset", "experts")
 
 
 def _check_resume(cfg: RAPLPipelineConfig, out: Path) -> None:
@@ -151,20 +156,43 @@ def _check_resume(cfg: RAPLPipelineConfig, out: Path) -> None:
 METHODS = ("rapl", "rlhf", "unaligned", "task_reward")
 
 
-def ot_returns(encoder: torch.nn.Module, videos: np.ndarray, expert: np.ndarray, eps: float,
+def ot_rewards(encoder: torch.nn.Module, videos: np.ndarray, experts: np.ndarray, eps: float,
                iters: int) -> np.ndarray:
-    """sum_t r_t = -D(video, expert) for each video (N, T, H, W, 3)."""
-    demo = embed(encoder, expert)
+    """Per-frame OT rewards (N, T) of each video (N, T, H, W, 3) against the closest expert (K, T', H, W, 3)."""
+    k, t_e = experts.shape[:2]
+    demos = embed(encoder, experts.reshape(k * t_e, *experts.shape[2:])).reshape(k, t_e, -1)
     n, t = videos.shape[:2]
     emb = embed(encoder, videos.reshape(n * t, *videos.shape[2:])).reshape(n, t, -1)
     with torch.no_grad():
-        return -ot_distance(emb, demo.expand(n, *demo.shape), eps, iters).double().numpy()
+        return closest_demo_rewards(emb, demos, eps, iters).double().numpy()
+
+
+def ot_returns(encoder: torch.nn.Module, videos: np.ndarray, expert: np.ndarray, eps: float,
+               iters: int) -> np.ndarray:
+    """sum_t r_t = -D(video, expert) for each video (N, T, H, W, 3); ``expert`` is one demo (T', H, W, 3) or
+    several (K, T', H, W, 3), of which each video is scored against the closest."""
+    experts = expert[None] if expert.ndim == 4 else expert
+    return ot_rewards(encoder, videos, experts, eps, iters).sum(-1)
+
+
+def rlhf_rewards(model: RLHFReward, videos: np.ndarray) -> np.ndarray:
+    """The RLHF model's per-frame rewards (N, T) of videos (N, T, H, W, 3)."""
+    n, t = videos.shape[:2]
+    with torch.no_grad():
+        return np.concatenate([model(torch.as_tensor(videos[i:i + 20].reshape(-1, *videos.shape[2:])))
+                               .double().numpy().reshape(-1, t) for i in range(0, n, 20)])
 
 
 def rlhf_returns(model: RLHFReward, videos: np.ndarray) -> np.ndarray:
-    with torch.no_grad():
-        return np.concatenate([model.returns(torch.as_tensor(videos[i:i + 20])).double().numpy()
-                               for i in range(0, len(videos), 20)])
+    return rlhf_rewards(model, videos).sum(-1)
+
+
+def step_spearman(target: np.ndarray, rewards: np.ndarray) -> float:
+    """Mean over rollouts of Spearman(target_t, r_t) across one rollout's steps (both (N, T)); rollouts where
+    either is constant (undefined correlation) are left out of the mean."""
+    rhos = [stats.spearmanr(a, b).statistic for a, b in zip(target, rewards, strict=True)
+            if np.ptp(a) > 0 and np.ptp(b) > 0]
+    return float(np.mean(rhos)) if rhos else float("nan")
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -189,7 +217,7 @@ class _Seed:
         self.heldout = collect_rollouts(cfg.env_id, r.heldout, 10_000 + seed)
         self.transfer = (collect_rollouts(cfg.transfer_env_id, r.transfer, 20_000 + seed)
                          if cfg.transfer_env_id and r.transfer else None)
-        self.expert = expert_demo(cfg.env_id, seed=0)
+        self.experts = expert_demos(cfg.env_id, cfg.experts)
         stride = r.frame_stride
         self.heldout_sub = self.heldout["frames"][:, stride - 1::stride]
         self.spread_frames = self.heldout_sub[:20].reshape(-1, *self.heldout_sub.shape[2:])
@@ -230,11 +258,13 @@ def _triplets(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out:
     return triplet_arrays(triplets)
 
 
-def _measure(cfg: RAPLPipelineConfig, data: _Seed, method: str, returns: Any, accuracy: float) -> dict[str, Any]:
-    row = {"method": method, "spearman": _spearman(data.heldout["preference_return"], returns(data.heldout)),
-           "triplet_accuracy": accuracy}
+def _measure(cfg: RAPLPipelineConfig, data: _Seed, method: str, rewards: Any, accuracy: float) -> dict[str, Any]:
+    """The row of one method; ``rewards(rollouts)`` gives its per-step rewards (N, T)."""
+    held = rewards(data.heldout)
+    row = {"method": method, "spearman": _spearman(data.heldout["preference_return"], held.sum(-1)),
+           "step_spearman": step_spearman(data.heldout["step_preference"], held), "triplet_accuracy": accuracy}
     if data.transfer is not None:
-        row["transfer_spearman"] = _spearman(data.transfer["preference_return"], returns(data.transfer))
+        row["transfer_spearman"] = _spearman(data.transfer["preference_return"], rewards(data.transfer).sum(-1))
     return row
 
 
@@ -247,7 +277,7 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
     eps, iters = a.eps, cfg.eval_iters
 
     def ot(encoder: torch.nn.Module) -> Any:
-        return lambda d: ot_returns(encoder, d["frames"], data.expert, eps, iters)
+        return lambda d: ot_rewards(encoder, d["frames"], data.experts, eps, iters)
 
     rows = []
     unaligned = data.initial_encoder()
@@ -255,7 +285,7 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
     rows.append({**_measure(cfg, data, "unaligned", ot(unaligned), acc),
                  "embedding_spread": embedding_spread(unaligned, data.spread_frames),
                  "pretrain_loss": data.pretrain_loss})
-    save_reward_model(models / f"unaligned_{budget}.pt", kind="ot", encoder=unaligned, expert_frames=data.expert,
+    save_reward_model(models / f"unaligned_{budget}.pt", kind="ot", encoder=unaligned, expert_frames=data.experts,
                       eps=eps, iters=iters, meta={"seed": seed})
 
     encoder = data.initial_encoder()
@@ -265,7 +295,7 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
     rows.append({**_measure(cfg, data, "rapl", ot(encoder), acc), "loss_first": losses[0],
                  "loss_last": float(np.mean(losses[-10:])),
                  "embedding_spread": embedding_spread(encoder, data.spread_frames)})
-    save_reward_model(models / f"rapl_{budget}.pt", kind="ot", encoder=encoder, expert_frames=data.expert,
+    save_reward_model(models / f"rapl_{budget}.pt", kind="ot", encoder=encoder, expert_frames=data.experts,
                       eps=eps, iters=iters, meta={"seed": seed, "budget": budget})
 
     embed_dim = int(cfg.encoder.get("embed_dim", 32))
@@ -276,12 +306,13 @@ def run_cell(cfg: RAPLPipelineConfig, data: _Seed, seed: int, budget: int, out: 
     sub = rlhf_returns(rlhf, data.heldout_sub)
     t = data.eval_triplets
     acc = float(np.mean((sub[t[:, 0]] > sub[t[:, 1]]) & (sub[t[:, 1]] > sub[t[:, 2]])))
-    rows.append(_measure(cfg, data, "rlhf", lambda d: rlhf_returns(rlhf, d["frames"]), acc))
+    rows.append(_measure(cfg, data, "rlhf", lambda d: rlhf_rewards(rlhf, d["frames"]), acc))
     save_reward_model(models / f"rlhf_{budget}.pt", kind="rlhf", encoder=rlhf.encoder, head=rlhf.head,
                       meta={"seed": seed, "budget": budget})
 
     task = {"method": "task_reward", "triplet_accuracy": float("nan"),
-            "spearman": _spearman(data.heldout["preference_return"], data.heldout["task_return"])}
+            "spearman": _spearman(data.heldout["preference_return"], data.heldout["task_return"]),
+            "step_spearman": step_spearman(data.heldout["step_preference"], data.heldout["step_task"])}
     if data.transfer is not None:
         task["transfer_spearman"] = _spearman(data.transfer["preference_return"], data.transfer["task_return"])
     rows.append(task)
@@ -293,7 +324,7 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (method, budget), group in results.groupby(["method", "budget"], sort=False):
         row: dict[str, Any] = {"method": method, "budget": budget, "seeds": group["seed"].nunique()}
-        for key in ("spearman", "triplet_accuracy", "transfer_spearman"):
+        for key in ("spearman", "step_spearman", "triplet_accuracy", "transfer_spearman"):
             if key in group and group[key].notna().any():
                 values = group[key].dropna().to_numpy()
                 lo, hi = bootstrap_ci(values)
@@ -304,7 +335,8 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
 
 
 def _markdown(summary: pd.DataFrame) -> str:
-    cols = [c for c in ("spearman_ci", "triplet_accuracy_ci", "transfer_spearman_ci") if c in summary]
+    cols = [c for c in ("spearman_ci", "step_spearman_ci", "triplet_accuracy_ci", "transfer_spearman_ci")
+            if c in summary]
     head = "| method | budget | seeds | " + " | ".join(c.removesuffix("_ci") + " IQM [95% CI]" for c in cols) + " |"
     lines = [head, "|" + "---|" * (3 + len(cols))]
     for _, r in summary.sort_values(["budget", "method"]).iterrows():

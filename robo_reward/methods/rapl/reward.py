@@ -1,8 +1,9 @@
-"""RAPL's reward for policy learning: per-frame OT matching of a rollout against one preferred expert demo.
+"""RAPL's reward for policy learning: per-frame OT matching of a rollout against a preferred expert demo.
 
 For a finished rollout o_1..T and the expert demo o^E_1..T', with C_tj = 1 - cos(phi(o_t), phi(o^E_j)) and M* the
 entropic OT plan, the reward of step t is r_t = -sum_j M*_tj C_tj (ROT / Sinkhorn imitation; Tian et al., ICLR
-2024). Each row of M* sums to 1/T, so sum_t r_t = -D(o, o^E). The reward is non-Markovian, so it is an
+2024). Each row of M* sums to 1/T, so sum_t r_t = -D(o, o^E). A model saved with several demos scores a rollout
+against the closest one, as the reference evaluation does (:func:`~.sinkhorn.closest_demo_rewards`). The reward is non-Markovian, so it is an
 :class:`~robo_reward.episodic.EpisodicReward`: it is computed when the episode ends and written back to the
 episode's transitions by the learner's episodic buffer (``agent.algo: EpisodicSAC`` or ``EpisodicPPO``).
 
@@ -27,18 +28,23 @@ import torch
 from robo_reward.episodic import EpisodicReward
 from robo_reward.methods.rapl.encoder import build_encoder, embed
 from robo_reward.methods.rapl.rlhf import RLHFReward
-from robo_reward.methods.rapl.sinkhorn import per_frame_rewards
+from robo_reward.methods.rapl.sinkhorn import closest_demo_rewards
 from robo_reward.protocol import SpaceMismatchError, TransitionBatch
 
 
 def save_reward_model(path: str | os.PathLike[str], *, kind: str, encoder: torch.nn.Module,
                       expert_frames: np.ndarray | None = None, head: torch.nn.Module | None = None,
                       eps: float = 0.1, iters: int = 100, meta: Mapping[str, Any] | None = None) -> None:
-    """Save an encoder (and the expert demo for ``kind="ot"``, the MLP head for ``kind="rlhf"``) for the rewards."""
+    """Save an encoder (and the expert demo(s) for ``kind="ot"``, the MLP head for ``kind="rlhf"``) for the rewards.
+
+    :param expert_frames: one demo (T, H, W, 3) or several (K, T, H, W, 3) uint8 videos.
+    """
     if kind not in ("ot", "rlhf"):
         raise ValueError(f"kind={kind!r}; use 'ot' or 'rlhf'")
     if kind == "ot" and expert_frames is None:
         raise ValueError("an OT reward model needs expert_frames")
+    if expert_frames is not None and np.ndim(expert_frames) not in (4, 5):
+        raise ValueError(f"expert_frames has shape {np.shape(expert_frames)}; give (T, H, W, 3) or (K, T, H, W, 3)")
     if kind == "rlhf" and head is None:
         raise ValueError("an RLHF reward model needs its head")
     config: dict[str, Any] = dict(encoder.config)  # type: ignore[arg-type]
@@ -85,10 +91,10 @@ class _FrameReward(EpisodicReward):
 
 
 class OTReward(_FrameReward):
-    """RAPL's per-frame OT reward of a rollout against the expert demo, paid at episode end.
+    """RAPL's per-frame OT reward of a rollout against the (closest) expert demo, paid at episode end.
 
     :param checkpoint: a reward model file from ``robo-reward rapl`` (an aligned or unaligned encoder and the
-        expert demo's frames).
+        expert demos' frames).
     :param key: the observation key holding the RGB frames.
     :param eps: entropic regularisation (default: the one the encoder was aligned with).
     :param iters: Sinkhorn iterations.
@@ -103,11 +109,14 @@ class OTReward(_FrameReward):
         model = load_reward_model(checkpoint, "ot")
         self.checkpoint, self.encoder = checkpoint, model["encoder_module"]
         self.eps, self.iters = float(model["eps"] if eps is None else eps), int(iters)
-        self.expert = embed(self.encoder, model["expert_frames"])
+        demos = np.asarray(model["expert_frames"])
+        demos = demos[None] if demos.ndim == 4 else demos
+        self.experts = embed(self.encoder, demos.reshape(-1, *demos.shape[2:])).reshape(*demos.shape[:2], -1)
 
     def episode_rewards(self, kept: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            return per_frame_rewards(embed(self.encoder, kept), self.expert, self.eps, self.iters).double().numpy()
+            rollout = embed(self.encoder, kept).unsqueeze(0)
+            return closest_demo_rewards(rollout, self.experts, self.eps, self.iters)[0].double().numpy()
 
 
 class RLHFEpisodeReward(_FrameReward):

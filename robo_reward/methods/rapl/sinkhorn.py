@@ -69,3 +69,19 @@ def per_frame_rewards(x: torch.Tensor, y: torch.Tensor, eps: float = 0.1, iters:
     """r_t = -sum_j M*_tj C_tj for rollout ``x`` (T, d) against demo ``y`` (T', d); they sum to -D(x, y)."""
     cost = cosine_cost(x, y)
     return -(sinkhorn(cost, eps, iters) * cost).sum(-1)
+
+
+def closest_demo_rewards(x: torch.Tensor, demos: torch.Tensor, eps: float = 0.1, iters: int = 100) -> torch.Tensor:
+    """Per-frame rewards of each rollout in ``x`` (N, T, d) against the closest of the ``demos`` (K, T', d).
+
+    The closest demo is the one with the smallest D(x, demo), and r_t is :func:`per_frame_rewards` against it, so
+    the rewards still sum to -min_k D(x, demo_k). The RAPL reference evaluation scores a rollout this way against 5
+    expert demos (as ROT does); K = 1 is the paper's single demo. Returns (N, T).
+    """
+    if demos.dim() != 3 or x.dim() != 3:
+        raise ValueError(f"x {tuple(x.shape)} and demos {tuple(demos.shape)} must be (N, T, d) and (K, T', d)")
+    n, k = x.shape[0], demos.shape[0]
+    cost = cosine_cost(x.unsqueeze(1), demos.unsqueeze(0))  # (N, K, T, T')
+    rewards = -(sinkhorn(cost, eps, iters) * cost).sum(-1)  # (N, K, T)
+    best = rewards.sum(-1).argmax(dim=1) if k > 1 else torch.zeros(n, dtype=torch.long)
+    return rewards[torch.arange(n), best]
