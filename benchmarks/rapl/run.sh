@@ -71,3 +71,9 @@ done
 #   and rl_unaligned_demos.yaml.
 # - before_reach_fix/ (no demos, 20k steps, before the reset and SAC-sampling fixes): the same bench over
 #   rl_task/rl_gt/rl_rapl/rl_rlhf/rl_unaligned.yaml and rl_task/rl_task_plus_rapl/rl_task_plus_rlhf.yaml.
+# the OT rewards against the closest of 6 expert demos (both sides of the zone), with the reference evaluation's
+# per-step Spearman beside the episode one; run here as two processes (seeds 0-2 and 3-4, --out <dir>_b), merged
+.venv/bin/robo-reward rapl configs/rapl/pipeline_experts.yaml
+mkdir -p benchmarks/rapl/alignment/pipeline_experts
+cp runs/rapl/pipeline_experts/{results.csv,summary.csv,summary.md,config.json} benchmarks/rapl/alignment/pipeline_experts/
+.venv/bin/python benchmarks/rapl/paired.py runs/rapl/pipeline_projector/results.csv runs/rapl/pipeline_experts/results.csv
