@@ -142,7 +142,13 @@ def build_encoder(config: Mapping[str, Any], seed: int = 0) -> nn.Module:
 
 
 def embed(encoder: nn.Module, frames: np.ndarray | torch.Tensor, batch: int = 512) -> torch.Tensor:
-    """Embeddings of ``frames`` (N, H, W, 3) without gradients, in chunks."""
+    """Embeddings (..., d) of ``frames`` (..., H, W, 3), e.g. one video (T, ...) or several (N, T, ...), without
+    gradients, in chunks of ``batch`` frames."""
     x = torch.as_tensor(np.asarray(frames)) if not isinstance(frames, torch.Tensor) else frames
+    lead = x.shape[:-3]
+    flat = x.reshape(-1, *x.shape[-3:])
+    if not len(flat):
+        return torch.zeros(0)
     with torch.no_grad():
-        return torch.cat([encoder(x[i:i + batch]) for i in range(0, len(x), batch)]) if len(x) else torch.zeros(0)
+        out = torch.cat([encoder(flat[i:i + batch]) for i in range(0, len(flat), batch)])
+    return out.reshape(*lead, out.shape[-1])

@@ -159,12 +159,8 @@ METHODS = ("rapl", "rlhf", "unaligned", "task_reward")
 def ot_rewards(encoder: torch.nn.Module, videos: np.ndarray, experts: np.ndarray, eps: float,
                iters: int) -> np.ndarray:
     """Per-frame OT rewards (N, T) of each video (N, T, H, W, 3) against the closest expert (K, T', H, W, 3)."""
-    k, t_e = experts.shape[:2]
-    demos = embed(encoder, experts.reshape(k * t_e, *experts.shape[2:])).reshape(k, t_e, -1)
-    n, t = videos.shape[:2]
-    emb = embed(encoder, videos.reshape(n * t, *videos.shape[2:])).reshape(n, t, -1)
     with torch.no_grad():
-        return closest_demo_rewards(emb, demos, eps, iters).double().numpy()
+        return closest_demo_rewards(embed(encoder, videos), embed(encoder, experts), eps, iters).double().numpy()
 
 
 def ot_returns(encoder: torch.nn.Module, videos: np.ndarray, expert: np.ndarray, eps: float,

@@ -110,8 +110,7 @@ class OTReward(_FrameReward):
         self.checkpoint, self.encoder = checkpoint, model["encoder_module"]
         self.eps, self.iters = float(model["eps"] if eps is None else eps), int(iters)
         demos = np.asarray(model["expert_frames"])
-        demos = demos[None] if demos.ndim == 4 else demos
-        self.experts = embed(self.encoder, demos.reshape(-1, *demos.shape[2:])).reshape(*demos.shape[:2], -1)
+        self.experts = embed(self.encoder, demos[None] if demos.ndim == 4 else demos)  # (K, T', d)
 
     def episode_rewards(self, kept: np.ndarray) -> np.ndarray:
         with torch.no_grad():

@@ -66,7 +66,8 @@ def ot_distance(x: torch.Tensor, y: torch.Tensor, eps: float = 0.1, iters: int =
 
 
 def per_frame_rewards(x: torch.Tensor, y: torch.Tensor, eps: float = 0.1, iters: int = 100) -> torch.Tensor:
-    """r_t = -sum_j M*_tj C_tj for rollout ``x`` (T, d) against demo ``y`` (T', d); they sum to -D(x, y)."""
+    """r_t = -sum_j M*_tj C_tj for rollout ``x`` (..., T, d) against demo ``y`` (..., T', d), batched over
+    broadcast leading dims; they sum to -D(x, y)."""
     cost = cosine_cost(x, y)
     return -(sinkhorn(cost, eps, iters) * cost).sum(-1)
 
@@ -80,8 +81,5 @@ def closest_demo_rewards(x: torch.Tensor, demos: torch.Tensor, eps: float = 0.1,
     """
     if demos.dim() != 3 or x.dim() != 3:
         raise ValueError(f"x {tuple(x.shape)} and demos {tuple(demos.shape)} must be (N, T, d) and (K, T', d)")
-    n, k = x.shape[0], demos.shape[0]
-    cost = cosine_cost(x.unsqueeze(1), demos.unsqueeze(0))  # (N, K, T, T')
-    rewards = -(sinkhorn(cost, eps, iters) * cost).sum(-1)  # (N, K, T)
-    best = rewards.sum(-1).argmax(dim=1) if k > 1 else torch.zeros(n, dtype=torch.long)
-    return rewards[torch.arange(n), best]
+    rewards = per_frame_rewards(x.unsqueeze(1), demos.unsqueeze(0), eps, iters)  # (N, K, T)
+    return rewards[torch.arange(x.shape[0]), rewards.sum(-1).argmax(dim=1)]
