@@ -11,6 +11,7 @@ network namespace (:mod:`robo_reward.hardware.testing`).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from robo_reward.hardware.transport import Stamped, Transport, reward_labels
 try:
     import rclpy
     from geometry_msgs.msg import PoseStamped, Twist
+    from rclpy.duration import Duration
     from rclpy.executors import SingleThreadedExecutor
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
     from rclpy.signals import SignalHandlerOptions
@@ -35,6 +37,8 @@ except ImportError as exc:  # pragma: no cover - exercised where the extra is mi
         f"the ROS 2 backend needs rclpy and the message packages ({exc}); install them with "
         "`pip install robo-reward[ros2]`"
     ) from exc
+
+log = logging.getLogger(__name__)
 
 MESSAGE_TYPES: dict[str, Any] = {"joint_state": JointState, "image": Image, "pose": PoseStamped}
 COMMAND_TYPES: dict[str, Any] = {"float64_multi_array": Float64MultiArray, "joint_trajectory": JointTrajectory,
@@ -171,9 +175,18 @@ class Ros2Transport(Transport):
             return True
         return False
 
-    def close(self) -> None:
+    def close(self, ack_timeout_s: float = 2.0) -> None:
+        """Shut the node down once the robot has acknowledged the last command and status (reliable QoS), so the
+        hold sent on close is not lost with the process; a warning says when it was not acknowledged in time.
+
+        :param ack_timeout_s: how long to wait for the acknowledgements.
+        """
         if self.context is None:
             return
+        for name, pub in (("command", self._cmd_pub), ("status", self._status_pub)):
+            if pub.get_subscription_count() and not pub.wait_for_all_acked(Duration(seconds=ack_timeout_s)):
+                log.warning("closing with the last %s on %s not acknowledged after %.1f s: the robot may not have "
+                            "received it", name, pub.topic_name, ack_timeout_s)
         context, self.context = self.context, None
         try:
             context.shutdown()
