@@ -77,3 +77,21 @@ done
 mkdir -p benchmarks/rapl/alignment/pipeline_experts
 cp runs/rapl/pipeline_experts/{results.csv,summary.csv,summary.md,config.json} benchmarks/rapl/alignment/pipeline_experts/
 .venv/bin/python benchmarks/rapl/paired.py runs/rapl/pipeline_projector/results.csv runs/rapl/pipeline_experts/results.csv
+# RL with the closest-of-6 term (its seed-0 150-triplet model; the projector-only one-demo model beside it), 40k and 80k
+.venv/bin/robo-reward rapl configs/rapl/pipeline_experts.yaml --set 'seeds=[0]' --set 'budgets=[150]'
+.venv/bin/robo-reward rapl configs/rapl/pipeline_projector.yaml --set 'seeds=[0]' --set 'budgets=[150]'
+.venv/bin/robo-reward bench configs/rapl/rl_task_plus_rapl_experts_demos.yaml configs/rapl/rl_task_plus_rapl_projector_demos.yaml \
+  --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_experts --no-progress
+.venv/bin/robo-reward bench configs/rapl/rl_task_demos.yaml configs/rapl/rl_task_plus_rapl_experts_demos.yaml \
+  --set budget.total_timesteps=80000 --seeds 5 --jobs 2 --out runs/rapl/rl_sac_demos_experts_80k --no-progress
+for d in rl_sac_demos_experts rl_sac_demos_experts_80k; do
+  mkdir -p benchmarks/rapl/$d
+  cp runs/rapl/$d/{summary.md,summary.csv,results.csv,curves.png,curves_progress.png} benchmarks/rapl/$d/
+done
+# validation only (seeds 5-6): 25-frame alignment videos against the default 10
+for s in 5 2; do
+  .venv/bin/robo-reward rapl configs/rapl/pipeline_experts.yaml --set 'seeds=[5,6]' --set rollouts.transfer=0 \
+    --set rollouts.frame_stride=$s --out runs/rapl/val/stride$s
+  mkdir -p benchmarks/rapl/alignment/validation_stride/stride$s
+  cp runs/rapl/val/stride$s/{results.csv,summary.csv,summary.md,config.json} benchmarks/rapl/alignment/validation_stride/stride$s/
+done
