@@ -51,3 +51,32 @@ def test_qos_profiles():
     assert ros2.qos("best_effort").reliability == ReliabilityPolicy.BEST_EFFORT and ros2.qos("best_effort").depth == 1
     assert ros2.qos("reliable").reliability == ReliabilityPolicy.RELIABLE
     assert ros2.qos("latched").durability == DurabilityPolicy.TRANSIENT_LOCAL
+
+
+class _Pub:
+    def __init__(self, subscribers: int, acked: bool, calls: list[str], name: str) -> None:
+        self.subscribers, self.acked, self.calls, self.topic_name = subscribers, acked, calls, name
+
+    def get_subscription_count(self) -> int:
+        return self.subscribers
+
+    def wait_for_all_acked(self, timeout) -> bool:
+        self.calls.append(f"ack {self.topic_name} {timeout.nanoseconds / 1e9:g}")
+        return self.acked
+
+
+@pytest.mark.parametrize("acked", [True, False])
+def test_close_waits_for_the_robot_to_acknowledge_the_last_command_before_shutting_down(acked, caplog):
+    calls: list[str] = []
+    transport = ros2.Ros2Transport()
+    transport._cmd_pub = _Pub(1, acked, calls, "/cmd")
+    transport._status_pub = _Pub(0, acked, calls, "/status")  # nobody listening: nothing to wait for
+    transport.context = type("Ctx", (), {"shutdown": lambda self: calls.append("shutdown")})()
+    transport._executor = type("Ex", (), {"shutdown": lambda self, timeout_sec: None})()
+    transport.node = type("Node", (), {"destroy_node": lambda self: calls.append("destroy")})()
+    with caplog.at_level("WARNING", logger="robo_reward.hardware.ros2"):
+        transport.close(ack_timeout_s=0.5)
+    assert calls == ["ack /cmd 0.5", "shutdown", "destroy"]
+    assert ("not acknowledged" in caplog.text) is (not acked)
+    transport.close()
+    assert calls == ["ack /cmd 0.5", "shutdown", "destroy"]

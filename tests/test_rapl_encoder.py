@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from robo_reward.methods.rapl.align import AlignConfig, align_encoder
-from robo_reward.methods.rapl.encoder import ClipEncoder, FrameEncoder, build_encoder
+from robo_reward.methods.rapl.encoder import ClipEncoder, FrameEncoder, build_encoder, embed
 
 TINY = {"embed_dim": 16, "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 16,
                                         "head_width": 16},
@@ -63,6 +63,17 @@ def test_cnn_is_seeded_and_normalisation_is_a_setting() -> None:
     net = FrameEncoder(embed_dim=8, normalize="imagenet")
     net.load_state_dict(plain.state_dict())
     assert not torch.allclose(plain(x), net(x))
+
+
+def test_embed_keeps_leading_dims_and_chunks_without_mixing_frames() -> None:
+    enc = build_encoder({"kind": "cnn", "embed_dim": 8}, seed=0).eval()
+    videos = np.random.default_rng(2).integers(0, 255, (3, 5, 64, 64, 3), dtype=np.uint8)
+    out = embed(enc, videos, batch=4)
+    assert out.shape == (3, 5, 8)
+    with torch.no_grad():
+        for i in range(3):
+            torch.testing.assert_close(out[i], enc(torch.as_tensor(videos[i])), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(embed(enc, videos[1]), out[1], rtol=1e-5, atol=1e-6)
 
 
 def test_projector_only_alignment_keeps_the_cnn_backbone_frozen() -> None:
